@@ -1,0 +1,39 @@
+"""`lnlflow <command>`: the DVC stages, tracking to MLflow, and the run summary. Imports are lazy."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
+COMMANDS = {
+    **{name: f"components.stages.{name}" for name in STAGES},
+    "track": "components.tracking_cli",
+    "summary": "components.summary",
+}
+HELP = {
+    "data": "materialise the dataset and its split (DVC stage)",
+    "noise": "inject label noise into the training split (DVC stage)",
+    "stage1": "train the base model, counting wrong events (DVC stage)",
+    "stage2": "train the robust stage-two method (DVC stage)",
+    "evaluate": "metrics, label-issue report and plots (DVC stage)",
+    "track": "log the current pipeline outputs as one MLflow run and register the model (idempotent)",
+    "summary": "print the results of the last pipeline run",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lnlflow", description="Learning with noisy labels: pipeline commands.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        sub.add_parser(name, help=HELP[name])
+    args = parser.parse_args(argv)
+    from components.stages.common import run_stage
+
+    module = importlib.import_module(COMMANDS[args.command])
+    return run_stage(args.command, module.main)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

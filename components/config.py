@@ -1,0 +1,229 @@
+"""The schema of `params.yaml`: frozen pydantic models that forbid unknown keys.
+
+Every stage and the Prefect flow call `load_params()` first, so a bad value stops the run before any
+work with one message naming the field. Importing this module is cheap (no torch, no numpy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from components.errors import LnlError
+
+NOISE_KINDS = (
+    "none",
+    "symmetric_exclusive",
+    "symmetric_inclusive",
+    "symmetric_inclusive_per_sample",
+    "symmetric_exclusive_exact",
+    "pairflip",
+    "classmap",
+    "instance",
+)
+METHOD_NAMES = ("ce", "ido")  # keep in step with components.methods.REGISTRY (a test checks this)
+
+
+class Section(BaseModel):
+    """Base of every params section: immutable, strict about unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataParams(Section):
+    """Where the data comes from and how it is split."""
+
+    source: Literal["digits", "npz", "csv"] = "digits"
+    path: str | None = Field(None, description="npz/csv file (required for those sources)")
+    label_column: str = Field("label", description="csv: the column holding the class label")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="trusted validation split, stratified")
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataParams:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        if self.source in ("npz", "csv") and not self.path:
+            raise ValueError(f"source '{self.source}' needs data.path")
+        return self
+
+
+class NoiseParams(Section):
+    """Synthetic label noise injected into the training split (see specs/noise.md)."""
+
+    kind: Literal[NOISE_KINDS] = "symmetric_exclusive"  # type: ignore[valid-type]
+    rate: float = Field(0.4, ge=0, lt=1)
+    sampling: Literal["exact", "per_sample"] = Field("exact", description="pairflip/classmap only")
+    class_map: str | dict[int, int] | None = Field(
+        None, description="classmap: a named map (cifar10, mnist) or {source: target}"
+    )
+    idn_norm_std: float = Field(0.1, gt=0)
+    idn_pixel_scale: Literal["raw", "unit"] = Field("raw", description="instance: raw pixel values or [0,1]")
+    val_labels: Literal["clean", "noisy"] = Field("clean", description="clean = a trusted validation split")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> NoiseParams:
+        if self.kind == "classmap" and self.class_map is None:
+            raise ValueError("kind 'classmap' needs noise.class_map")
+        return self
+
+
+class ModelParams(Section):
+    """The classifier; every architecture returns (logits, penultimate embedding)."""
+
+    arch: Literal["mlp", "cnn"] = "cnn"
+    hidden: int = Field(256, ge=2, description="mlp: hidden width")
+    width: int = Field(32, ge=1, description="cnn: channels of the first block")
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class AugmentParams(Section):
+    """Batched on-device augmentation. Images: shift (pad+crop), flip; strong view adds cutout and noise."""
+
+    crop_padding: int = Field(1, ge=0)
+    flip: bool = Field(False, description="horizontal flip (off for digits: it changes their meaning)")
+    cutout: float = Field(0.25, ge=0, lt=1, description="strong view: side of the erased square / image side")
+    noise_std: float = Field(0.05, ge=0, description="weak-view additive noise (in input units)")
+    strong_noise_std: float = Field(0.15, ge=0)
+
+
+class RuntimeParams(Section):
+    """Where training runs."""
+
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+
+
+class OptimParams(Section):
+    """Optimiser settings shared by both stages' sections."""
+
+    epochs: int = Field(..., ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    seed: int = Field(0, ge=0)
+
+
+class Stage1Params(OptimParams):
+    """Stage one: cross-entropy on the noisy labels, counting wrong events."""
+
+    epochs: int = Field(20, ge=2)
+    base_model_rule: Literal["label_wave", "label_wave_aliased", "last"] = "label_wave"
+
+
+class IdoParams(Section):
+    """IDO options (specs/ido.md §11); defaults are the recommended ones, parity values reachable."""
+
+    bmm_scope: Literal["class", "global"] = "class"
+    out_of_range: Literal["clip", "zero"] = "clip"
+    sort_components: bool = True
+    degenerate_fallback: Literal["global", "none"] = "global"
+    em_iters_init: int = Field(20, ge=1)
+    em_iters_epoch: int | None = Field(None, ge=1, description="default: 2 (class) or 1 (global)")
+    entropy_confidence_weight: bool = False
+
+
+class Stage2Params(OptimParams):
+    """Stage two: a robust method from the registry, starting from stage one's base model."""
+
+    method: str = "ido"
+    epochs: int = Field(30, ge=1)
+    lr_min: float = Field(1e-4, ge=0, description="cosine schedule floor")
+    ido: IdoParams = IdoParams()
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHOD_NAMES:
+            raise ValueError(f"unknown method '{value}'; choose one of {', '.join(METHOD_NAMES)}")
+        return value
+
+
+class EvaluateParams(Section):
+    """Evaluation and reporting."""
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="p(label wrong) above which a label is flagged")
+
+
+class TrackingParams(Section):
+    """MLflow experiment and registered-model names."""
+
+    experiment: str = "lnlflow"
+    model_name: str = Field("lnlflow-digits", pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class ScheduleParams(Section):
+    """Prefect deployment schedule."""
+
+    cron: str = "0 3 * * *"
+    deployment: str = "lnlflow-nightly"
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("cron must have 5 fields, e.g. '0 3 * * *'")
+        return value
+
+
+class Params(Section):
+    """All of params.yaml."""
+
+    data: DataParams = DataParams()
+    noise: NoiseParams = NoiseParams()
+    model: ModelParams = ModelParams()
+    augment: AugmentParams = AugmentParams()
+    runtime: RuntimeParams = RuntimeParams()
+    stage1: Stage1Params = Stage1Params()
+    stage2: Stage2Params = Stage2Params()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+    schedule: ScheduleParams = ScheduleParams()
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One readable message naming every bad field, e.g. `params.yaml: noise.rate: ... (got 1.5)`."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        got = item.get("input")
+        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{field}: {message}{shown}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def validate_params(raw: Any, *, source: str = "params") -> Params:
+    """Validate a mapping (e.g. parsed YAML) into `Params`, raising `LnlError` with one message."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise LnlError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise LnlError(format_validation_error(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise LnlError(f"{path}: file not found (run from the project root)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise LnlError(f"{path}: not valid YAML: {error}") from None
+    return validate_params(raw, source=str(path))
+
+
+def dump_params(params: Params) -> str:
+    """params.yaml text for `params` (used by the flow when a run overrides parameters)."""
+    return yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)

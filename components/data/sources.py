@@ -1,0 +1,120 @@
+"""Dataset sources: the embedded digits set and user arrays (.npz or .csv)."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from components.data.dataset import Dataset
+from components.errors import LnlError
+
+
+def load_digits_source(cfg) -> Dataset:
+    """scikit-learn's bundled digits: 1,797 8×8 grey images with pixel values 0..16, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    X = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    return Dataset("digits", X, bunch.target.astype(np.int64), tuple(str(c) for c in range(10)), pixel_max=16.0)
+
+
+def _existing(cfg, suffix: str) -> Path:
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise LnlError(f"data.path: file not found: {path}")
+    if path.suffix.lower() != suffix:
+        raise LnlError(f"data.path: source '{cfg.source}' expects a {suffix} file, got {path.name}")
+    return path
+
+
+def _as_images_or_features(X: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """2-D → features; 3-D (N,H,W) → grey images; 4-D → channel-first images. uint8 is scaled to [0, 1]."""
+    pixel_max = None
+    if X.ndim == 3:
+        X = X[:, None]
+    if X.ndim == 4 and X.shape[-1] in (1, 3) and X.shape[1] not in (1, 3):
+        X = X.transpose(0, 3, 1, 2)
+    if X.ndim not in (2, 4):
+        raise LnlError(f"data.path: X must be (N, d), (N, H, W) or (N, C, H, W); got shape {X.shape}")
+    if X.dtype == np.uint8:
+        pixel_max = 255.0
+        X = X.astype(np.float32) / 255.0
+    return np.ascontiguousarray(X, dtype=np.float32), pixel_max
+
+
+def _encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer labels stay as they are (C = max + 1 unless class names are given); strings map to sorted names."""
+    if raw.dtype.kind in "iu":
+        y = raw.astype(np.int64)
+        if classes is None:
+            if y.size and y.min() < 0:
+                raise LnlError(f"{where}: labels must be >= 0, found {int(y.min())}")
+            classes = tuple(str(c) for c in range(int(y.max()) + 1 if y.size else 0))
+        return y, classes
+    if raw.dtype.kind == "f":
+        if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
+            raise LnlError(f"{where}: labels must be whole numbers or class names")
+        return _encode_labels(raw.astype(np.int64), classes, where)
+    names = tuple(sorted({str(v) for v in raw}))
+    lookup = {name: i for i, name in enumerate(names)}
+    return np.array([lookup[str(v)] for v in raw], dtype=np.int64), names
+
+
+def load_npz_source(cfg) -> Dataset:
+    """A user .npz with arrays `X` and `y` (optional `classes`: class names, index = label)."""
+    path = _existing(cfg, ".npz")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"X", "y"} - set(archive.files)
+            if missing:
+                raise LnlError(f"data.path: {path.name} lacks array(s) {', '.join(sorted(missing))} (needs X and y)")
+            X, y_raw = archive["X"], archive["y"]
+            classes = tuple(str(c) for c in archive["classes"]) if "classes" in archive.files else None
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise LnlError(f"data.path: cannot read {path.name} as .npz ({error})") from None
+    if X.dtype.kind not in "biuf":
+        raise LnlError(f"data.path: X must be numeric, got dtype {X.dtype}")
+    X, pixel_max = _as_images_or_features(X)
+    y, classes = _encode_labels(y_raw, classes, "data.path")
+    return Dataset(path.stem, X, y, classes, pixel_max)
+
+
+def load_csv_source(cfg) -> Dataset:
+    """A user .csv with a header: numeric feature columns plus the label column `data.label_column`."""
+    path = _existing(cfg, ".csv")
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if len(rows) < 2:
+        raise LnlError(f"data.path: {path.name} has no data rows")
+    header, body = rows[0], rows[1:]
+    if cfg.label_column not in header:
+        raise LnlError(f"data.label_column: column '{cfg.label_column}' not in {path.name} (columns: {', '.join(header)})")
+    label_at = header.index(cfg.label_column)
+    features = [i for i in range(len(header)) if i != label_at]
+    if not features:
+        raise LnlError(f"data.path: {path.name} has no feature columns")
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise LnlError(f"data.path: {path.name} line {line} has {len(row)} fields, expected {len(header)}")
+    try:
+        X = np.array([[float(row[i]) for i in features] for row in body], dtype=np.float32)
+    except ValueError as error:
+        raise LnlError(f"data.path: {path.name}: non-numeric feature value ({error})") from None
+    labels = np.array([row[label_at] for row in body])
+    try:
+        labels = labels.astype(np.int64)
+    except ValueError:
+        pass
+    y, classes = _encode_labels(labels, None, f"data.path: {path.name}")
+    return Dataset(path.stem, X, y, classes, None)
+
+
+SOURCES: dict[str, Callable[..., Dataset]] = {
+    "digits": load_digits_source,
+    "npz": load_npz_source,
+    "csv": load_csv_source,
+}

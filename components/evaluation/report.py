@@ -1,0 +1,37 @@
+"""The label-issue report: every training label, most probably wrong first."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from components.io import write_text
+
+
+def write_label_issues(
+    path: Path,
+    *,
+    index: np.ndarray,
+    given: np.ndarray,
+    predicted: np.ndarray,
+    p_label_wrong: np.ndarray,
+    p_given_model: np.ndarray,
+    classes: Sequence[str],
+    known_noisy: np.ndarray | None = None,
+) -> None:
+    """CSV sorted by p_label_wrong (descending); `known_noisy` only when the noise was injected (ground truth)."""
+    order = np.lexsort((index, -p_label_wrong))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["index", "given_label", "given_class", "predicted_label", "predicted_class",
+              "p_label_wrong", "model_p_given_label"]
+    writer.writerow(header + (["known_noisy"] if known_noisy is not None else []))
+    for i in order:
+        row = [int(index[i]), int(given[i]), classes[given[i]], int(predicted[i]), classes[predicted[i]],
+               f"{p_label_wrong[i]:.6f}", f"{p_given_model[i]:.6f}"]
+        writer.writerow(row + ([int(known_noisy[i])] if known_noisy is not None else []))
+    write_text(path, buffer.getvalue())

@@ -1,0 +1,50 @@
+"""What every stage shares: the CLI wrapper that turns LnlError into one line, and array loading."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from components import paths
+from components.errors import LnlError
+
+
+def run_stage(name: str, main: Callable[[], None]) -> int:
+    """Run a stage's main; a user error prints one `error:` line and exits 2, never a traceback."""
+    try:
+        main()
+    except LnlError as error:
+        print(f"lnlflow {name}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lnlflow {name}: interrupted; no outputs were written", file=sys.stderr)
+        return 130
+    return 0
+
+
+def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named arrays, with one clear error if the file is missing, corrupt or incomplete."""
+    if not path.is_file():
+        raise LnlError(f"{path}: file not found (run the upstream stage first: dvc repro)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise LnlError(f"{path}: corrupt or outdated file, missing arrays {', '.join(missing)}")
+            return {k: archive[k] for k in keys}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise LnlError(f"{path}: corrupt file ({error})") from None
+
+
+def load_prepared() -> dict[str, np.ndarray]:
+    """Prepared dataset: X, y (clean), split indices."""
+    return read_npz(paths.DATASET_NPZ, ("X", "y", "train_idx", "val_idx", "test_idx"))
+
+
+def load_noisy() -> np.ndarray:
+    """The label array the model is trained on (noisy on train, clean or noisy on val, clean on test)."""
+    return read_npz(paths.NOISY_NPZ, ("y_noisy",))["y_noisy"]

@@ -1,0 +1,50 @@
+"""DVC stage `data`: materialise the dataset as versioned arrays + manifest, with a stratified split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from components import paths
+from components.config import load_params
+from components.data import load_dataset, stratified_split
+from components.io import atomic_dir, sha256_file, write_json
+from components.stages.common import run_stage
+
+
+def main() -> None:
+    cfg = load_params().data
+    dataset = load_dataset(cfg)
+    split = stratified_split(
+        dataset.y, n_classes=dataset.n_classes, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed
+    )
+    with atomic_dir(paths.PREPARED) as out:
+        np.savez(
+            out / paths.DATASET_NPZ.name,
+            X=dataset.X,
+            y=dataset.y,
+            train_idx=split["train"],
+            val_idx=split["val"],
+            test_idx=split["test"],
+        )
+        manifest = {
+            "name": dataset.name,
+            "source": cfg.source,
+            "classes": list(dataset.classes),
+            "n_classes": dataset.n_classes,
+            "n_samples": int(dataset.y.size),
+            "input_shape": list(dataset.X.shape[1:]),
+            "pixel_max": dataset.pixel_max,
+            "split": {name: int(idx.size) for name, idx in split.items()},
+            "split_seed": cfg.seed,
+            "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
+            "sha256": sha256_file(out / paths.DATASET_NPZ.name),
+        }
+        write_json(out / paths.DATA_MANIFEST.name, manifest)
+    print(
+        f"data: {manifest['name']} — {manifest['n_samples']} samples, {manifest['n_classes']} classes, "
+        f"train/val/test {manifest['split']['train']}/{manifest['split']['val']}/{manifest['split']['test']}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("data", main))

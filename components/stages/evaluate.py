@@ -1,0 +1,99 @@
+"""DVC stage `evaluate`: accuracy three ways (never mixed), noise detection, label-issue report, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components import paths
+from components.config import load_params
+from components.evaluation.metrics import confusion_matrix, detection_metrics, per_class_accuracy
+from components.evaluation.plots import plot_confusion, plot_learning_curves, plot_score_histogram
+from components.evaluation.report import write_label_issues
+from components.io import atomic_dir, read_json, read_tsv, write_json
+from components.methods.mixtures import ClassWiseBetaMixture
+from components.models import load_model_checkpoint
+from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
+from components.training.loop import predict_logits
+
+
+def stage_one_scores(wrong_events: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """p(label wrong) from stage one alone: class-wise Beta mixture posterior of the noisy component."""
+    mixture = ClassWiseBetaMixture(n_classes).fit(wrong_events, labels, iters=20)
+    return mixture.predict(wrong_events, labels)[1]
+
+
+def main() -> None:
+    params = load_params()
+    threshold = params.evaluate.threshold
+    arrays, y_noisy = load_prepared(), load_noisy()
+    info, noise = read_json(paths.DATA_MANIFEST), read_json(paths.NOISE_MANIFEST)
+    log1, log2 = read_tsv(paths.STAGE1_LOG), read_tsv(paths.STAGE2_LOG)
+    stage2 = read_json(paths.STAGE2_METRICS)
+    n_classes, classes = info["n_classes"], info["classes"]
+    X, y = torch.from_numpy(arrays["X"]), arrays["y"]
+    tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
+
+    last, _ = load_model_checkpoint(paths.MODEL_LAST)
+    selected, selected_ckpt = load_model_checkpoint(paths.MODEL_SELECTED)
+    acc = lambda model, idx: float((predict_logits(model, X[idx]).argmax(1).numpy() == y[idx]).mean())  # noqa: E731
+    test_pred = predict_logits(selected, X[te]).argmax(1).numpy()
+    oracle = max(log2, key=lambda r: r["test_acc"])
+
+    is_noisy = y_noisy[tr] != y[tr]
+    wrong = read_npz(paths.DYNAMICS, ("wrong_events",))["wrong_events"].astype(np.int64)
+    p_stage1 = stage_one_scores(wrong, y_noisy[tr], n_classes)
+    det1 = detection_metrics(is_noisy, p_stage1, threshold=threshold)
+    p_wrong, det2 = p_stage1, None
+    if paths.STAGE2_SCORES.is_file():
+        p_wrong = read_npz(paths.STAGE2_SCORES, ("p_label_wrong",))["p_label_wrong"]
+        det2 = detection_metrics(is_noisy, p_wrong, threshold=threshold)
+
+    metrics = {
+        "method": stage2["method"],
+        "test_acc_last": acc(last, te),
+        "test_acc_last10_mean": float(np.mean([r["test_acc"] for r in log2[-10:]])),
+        "test_acc_selected": float((test_pred == y[te]).mean()),
+        "test_acc_oracle": oracle["test_acc"],
+        "oracle_epoch": int(oracle["epoch"]),
+        "selected_epoch": int(selected_ckpt["meta"]["epoch"]),
+        "val_acc_clean_last": acc(last, va),
+        "val_acc_clean_selected": acc(selected, va),
+        "noise_auc": det1["auc"],
+        "noise_precision": det1["precision"],
+        "noise_recall": det1["recall"],
+        "noise_auc_stage2": det2["auc"] if det2 else None,
+        "actual_noise_rate": noise["realised_rate"],
+        "requested_noise_rate": noise["requested_rate"],
+        "noise_kind": noise["kind"],
+        "per_class_acc": dict(zip(classes, np.round(per_class_accuracy(y[te], test_pred, n_classes), 6).tolist())),
+        "notes": {
+            "test_acc_selected": "checkpoint with the best validation accuracy (the headline number)",
+            "test_acc_oracle": "best test accuracy over stage-two epochs: chosen on the test set, optimistic, never a headline",
+        },
+    }
+    logits_train = predict_logits(selected, X[tr])
+    probs_train = torch.softmax(logits_train, 1).numpy()
+    plots = Path(paths.PLOTS)
+    with atomic_dir(paths.REPORTS) as reports, atomic_dir(plots) as plot_dir:
+        write_label_issues(
+            reports / paths.LABEL_ISSUES.name, index=tr, given=y_noisy[tr], predicted=probs_train.argmax(1),
+            p_label_wrong=p_wrong, p_given_model=probs_train[np.arange(len(tr)), y_noisy[tr]], classes=classes,
+            known_noisy=is_noisy if noise["kind"] != "none" else None,
+        )
+        plot_confusion(confusion_matrix(y[te], test_pred, n_classes), classes, plot_dir / "confusion_matrix.png",
+                       title=f"test confusion — {stage2['method']}, selected epoch {metrics['selected_epoch']}")
+        plot_score_histogram(wrong.astype(float), is_noisy, plot_dir / "stage1_wrong_events.png",
+                             xlabel="stage-one wrong events", title=f"noise scores (AUC {det1['auc'] or float('nan'):.3f})")
+        plot_learning_curves(log1, log2, plot_dir / "learning_curves.png", method=stage2["method"])
+    write_json(paths.EVAL_METRICS, metrics)
+    print(
+        f"evaluate: test acc last {metrics['test_acc_last']:.4f} | selected {metrics['test_acc_selected']:.4f} "
+        f"| oracle {metrics['test_acc_oracle']:.4f} (test-selected) | noise AUC {det1['auc'] or float('nan'):.4f}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("evaluate", main))

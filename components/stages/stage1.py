@@ -1,0 +1,105 @@
+"""DVC stage `stage1`: cross-entropy on the noisy labels, counting wrong events, label-wave base model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from components import paths
+from components.config import load_params
+from components.io import atomic_dir, read_json, write_json, write_tsv
+from components.models import build_model, save_model_checkpoint
+from components.models.build import architecture
+from components.stages.common import load_noisy, load_prepared, run_stage
+from components.training.label_wave import LabelWaveSelector
+from components.training.loop import accuracy, pick_device, train_epochs
+from components.training.setup import make_augmenter, make_splits, seed_everything
+
+
+class WrongEventRecorder:
+    """Per-sample training dynamics: wrong events, and each epoch's predictions and losses.
+
+    A wrong event is counted once per sample per epoch when the train-mode prediction on the augmented
+    view differs from the given label, before that batch's optimiser step (specs/ido.md §2).
+    """
+
+    def __init__(self, n: int, epochs: int, device: torch.device):
+        self.wrong = torch.zeros(n, dtype=torch.int32, device=device)
+        self.preds = torch.zeros(epochs, n, dtype=torch.int64, device=device)
+        self.losses = torch.zeros(epochs, n, dtype=torch.float32, device=device)
+
+    def record(self, epoch: int, idx: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor) -> None:
+        pred = logits.detach().argmax(1)
+        self.wrong[idx] += (pred != labels).int()
+        self.preds[epoch - 1, idx] = pred
+        self.losses[epoch - 1, idx] = losses.detach().float()
+
+    def prediction_change(self, epoch: int) -> int | None:
+        """#samples whose prediction changed since the previous epoch (None at epoch 1)."""
+        return None if epoch < 2 else int((self.preds[epoch - 1] != self.preds[epoch - 2]).sum())
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.stage1
+    device = pick_device(params.runtime)
+    arrays, y_noisy = load_prepared(), load_noisy()
+    info = read_json(paths.DATA_MANIFEST)
+    seed_everything(cfg.seed)
+    splits = make_splits(arrays, y_noisy, info["n_classes"], device)
+    arch = architecture(params.model, tuple(splits.x_train.shape[1:]), info["n_classes"])
+    model = build_model(arch).to(device)
+    augment = make_augmenter(params.augment, splits, cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    recorder = WrongEventRecorder(len(splits.y_train), cfg.epochs, device)
+    selector = LabelWaveSelector(cfg.base_model_rule, cfg.epochs, len(splits.y_train))
+    state = {"epoch": 0}
+
+    def batch_loss(idx: torch.Tensor):
+        logits, _ = model(augment.weak(splits.x_train[idx]))
+        losses = F.cross_entropy(logits, splits.y_train[idx], reduction="none")
+        recorder.record(state["epoch"], idx, logits, splits.y_train[idx], losses)
+        return losses.mean(), logits
+
+    def after_epoch(epoch: int, row: dict) -> dict:
+        change = recorder.prediction_change(epoch)
+        selector.update(epoch, change, model)
+        state["epoch"] = epoch + 1
+        return {"pred_change": float("nan") if change is None else change}
+
+    state["epoch"] = 1
+    rows = train_epochs(
+        model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=None,
+        batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label="stage1",
+    )
+    model.load_state_dict(selector.state)
+    base_val = accuracy(model, splits.x_val, splits.y_val)
+    with atomic_dir(paths.STAGE1) as out:
+        save_model_checkpoint(
+            out / paths.BASE_MODEL.name, arch, selector.state, epoch=selector.selected_epoch, rule=cfg.base_model_rule
+        )
+        np.savez(
+            out / paths.DYNAMICS.name,
+            train_idx=arrays["train_idx"],
+            wrong_events=recorder.wrong.cpu().numpy(),
+            predictions=recorder.preds.cpu().numpy().astype(np.int16),
+            losses=recorder.losses.cpu().numpy(),
+            pred_change=np.array([r["pred_change"] for r in rows], dtype=np.float64),
+        )
+    write_tsv(paths.STAGE1_LOG, rows)
+    write_json(
+        paths.STAGE1_METRICS,
+        {
+            "base_epoch": selector.selected_epoch,
+            "base_val_acc": base_val,
+            "final_train_acc": rows[-1]["train_acc"],
+            "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
+            "mean_wrong_events": float(recorder.wrong.float().mean()),
+        },
+    )
+    print(f"stage1: base model = epoch {selector.selected_epoch} ({cfg.base_model_rule}), val_acc {base_val:.4f}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("stage1", main))

@@ -1,0 +1,78 @@
+"""DVC stage `stage2`: train the registered robust method from stage one's base model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from components import paths
+from components.config import load_params
+from components.errors import LnlError
+from components.io import atomic_dir, read_json, write_json, write_tsv
+from components.methods import get_method
+from components.methods.base import MethodContext
+from components.models import load_model_checkpoint, save_model_checkpoint
+from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
+from components.training.label_wave import snapshot
+from components.training.loop import pick_device, train_epochs
+from components.training.setup import make_augmenter, make_splits, seed_everything
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.stage2
+    method_cls = get_method(cfg.method)
+    device = pick_device(params.runtime)
+    arrays, y_noisy = load_prepared(), load_noisy()
+    info = read_json(paths.DATA_MANIFEST)
+    dynamics = read_npz(paths.DYNAMICS, ("wrong_events", "train_idx"))
+    if not np.array_equal(dynamics["train_idx"], arrays["train_idx"]):
+        raise LnlError(f"{paths.DYNAMICS}: stage-one samples do not match the prepared training split; run dvc repro")
+    seed_everything(cfg.seed)
+    model, checkpoint = load_model_checkpoint(paths.BASE_MODEL, device=device)
+    splits = make_splits(arrays, y_noisy, info["n_classes"], device)
+    ctx = MethodContext(
+        model=model, splits=splits, augment=make_augmenter(params.augment, splits, cfg.seed), params=params,
+        wrong_events=dynamics["wrong_events"].astype(np.int64), device=device,
+    )
+    method = method_cls(ctx)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
+    best = {"val_acc": -1.0, "epoch": 0, "state": None}
+
+    def after_epoch(epoch: int, row: dict) -> dict:
+        extra = method.on_epoch_end(epoch)
+        if row["val_acc"] > best["val_acc"]:  # earliest epoch wins ties
+            best.update(val_acc=row["val_acc"], epoch=epoch, state=snapshot(model))
+        return extra
+
+    rows = train_epochs(
+        model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler,
+        batch_loss=method.batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
+    )
+    arch = checkpoint["arch"]
+    scores = method.noise_scores()
+    with atomic_dir(paths.STAGE2) as out:
+        save_model_checkpoint(out / paths.MODEL_LAST.name, arch, model.state_dict(), epoch=cfg.epochs, method=cfg.method)
+        save_model_checkpoint(
+            out / paths.MODEL_SELECTED.name, arch, best["state"], epoch=best["epoch"], method=cfg.method, selected_on="val_acc"
+        )
+        if scores is not None:
+            np.savez(out / paths.STAGE2_SCORES.name, p_label_wrong=np.asarray(scores, dtype=np.float64))
+    write_tsv(paths.STAGE2_LOG, rows)
+    write_json(
+        paths.STAGE2_METRICS,
+        {
+            "method": cfg.method,
+            "epochs": cfg.epochs,
+            "selected_epoch": best["epoch"],
+            "val_acc_selected": best["val_acc"],
+            "val_acc_last": rows[-1]["val_acc"],
+            "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
+        },
+    )
+    print(f"stage2/{cfg.method}: last val_acc {rows[-1]['val_acc']:.4f}, best {best['val_acc']:.4f} at epoch {best['epoch']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("stage2", main))

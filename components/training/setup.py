@@ -1,0 +1,34 @@
+"""Turn the prepared arrays into device tensors, seed everything, build the augmenter."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from components.training.augment import Augmenter
+from components.training.loop import TensorSplits
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global RNG (model initialisation); data order and augmentation use their own generators."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def make_splits(arrays: dict[str, np.ndarray], y_used: np.ndarray, n_classes: int, device: torch.device) -> TensorSplits:
+    """Train on `y_used` (noisy) labels; validate on `y_used` too (clean unless noise.val_labels=noisy); test on clean."""
+    X, y = arrays["X"], arrays["y"]
+    tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    return TensorSplits(t(X[tr]), t(y_used[tr]), t(X[va]), t(y_used[va]), t(X[te]), t(y[te]), n_classes)
+
+
+def make_augmenter(cfg, splits: TensorSplits, seed: int) -> Augmenter:
+    """Feature data gets noise relative to each feature's spread; images get pixel-space noise."""
+    scale = None
+    if splits.x_train.ndim == 2:
+        scale = splits.x_train.std(0).clamp_min(1e-6)
+    return Augmenter(cfg, feature_scale=scale, seed=seed, device=splits.x_train.device)
