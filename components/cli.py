@@ -9,7 +9,7 @@ import sys
 STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
 COMMANDS = {
     **{name: f"components.stages.{name}" for name in STAGES},
-    "track": "components.tracking_cli",
+    "track": "components.tracking",
     "summary": "components.summary",
 }
 HELP = {

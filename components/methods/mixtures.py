@@ -76,11 +76,11 @@ def _beta_cdf(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _to_support(x: np.ndarray, eps: float, out_of_range: str) -> np.ndarray:
-    """Squeeze x into [eps, 1 - eps] for scoring; under 'zero' values outside [0, 1] stay off the support."""
+    """Squeeze x into [eps, 1 - eps] for scoring; under 'zero' (parity) x > 1 stays off the support."""
     squeezed = np.clip(x, eps, 1.0 - eps)
     if out_of_range == "clip":
         return squeezed
-    return np.where((x >= 0.0) & (x <= 1.0), squeezed, x)
+    return np.where(x <= 1.0, squeezed, x)
 
 
 def _score(x: np.ndarray, alpha: np.ndarray, beta: np.ndarray, pi: np.ndarray, eps: float) -> Scores:

@@ -1,0 +1,35 @@
+"""`lnlflow summary`: what the last pipeline run found, and where to look next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components import paths
+from components.io import read_json
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def render(root: Path) -> str:
+    """The summary text for the pipeline outputs under `root`."""
+    ev = read_json(root / paths.EVAL_METRICS)
+    noise = read_json(root / paths.NOISE_MANIFEST)
+    auc = "n/a (no noisy labels)" if ev["noise_auc"] is None else f"{ev['noise_auc']:.4f}"
+    return "\n".join([
+        f"lnlflow — {ev['method']} on {noise['dataset']} with {noise['kind']} noise",
+        f"  noise rate            requested {_pct(noise['requested_rate'])}, actual {_pct(ev['actual_noise_rate'])}",
+        f"  test accuracy         {_pct(ev['test_acc_selected'])}  (checkpoint selected on validation, epoch {ev['selected_epoch']})",
+        f"                        last epoch {_pct(ev['test_acc_last'])}; oracle best-on-test {_pct(ev['test_acc_oracle'])} (optimistic, not a result)",
+        f"  noise-detection AUC   {auc}  (precision {_pct(ev['noise_precision'])}, recall {_pct(ev['noise_recall'])})",
+        f"  label-issue report    {paths.LABEL_ISSUES}  (most probably wrong first)",
+        f"  plots                 {paths.PLOTS}/",
+        "",
+        "  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000",
+        "  Prefect UI:  .venv/bin/prefect server start --host 127.0.0.1   (then: make deploy)",
+    ])
+
+
+def main() -> None:
+    print(render(Path.cwd()))

@@ -1,0 +1,197 @@
+"""The MLflow writer: one run per pipeline execution, the model registered idempotently, aliases moved.
+
+The only module that imports MLflow, and only inside functions (the import costs ~3 s). It runs after
+`dvc repro` (from `make run`, the Prefect flow, or `lnlflow track`), never inside a DVC stage, so a
+cached stage can never swallow a run. Runs are keyed by a digest of `dvc.lock`: tracking the same
+pipeline state twice logs nothing new, and a model whose DVC hash is already registered gets no new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import paths
+from components.config import Params, load_params
+from components.errors import LnlError
+from components.io import read_json, read_tsv
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+SELECTION_METRIC = "val_acc_clean_selected"  # accuracy on the trusted validation split with clean labels
+
+
+def default_tracking_uri(root: Path) -> str:
+    """SQLite in the project root (the file store is refused by MLflow >= 3.13)."""
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def configure(root: Path) -> str:
+    """Point MLflow at the project's store unless MLFLOW_TRACKING_URI says otherwise; returns the URI."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", default_tracking_uri(root))
+    return os.environ["MLFLOW_TRACKING_URI"]
+
+
+def lock_state(root: Path) -> tuple[str, dict[str, str]]:
+    """(sha256 of dvc.lock's stage entries, {stage: md5 of its first output}) — the run's identity."""
+    lock_path = root / "dvc.lock"
+    if not lock_path.is_file():
+        raise LnlError("dvc.lock not found: run `dvc repro` before tracking")
+    lock = yaml.safe_load(lock_path.read_text()) or {}
+    stages = lock.get("stages", {})
+    missing = [s for s in ("data", "noise", "stage1", "stage2", "evaluate") if s not in stages]
+    if missing:
+        raise LnlError(f"dvc.lock has no entry for stage(s) {', '.join(missing)}: run `dvc repro` first")
+    digest = hashlib.sha256(yaml.safe_dump(stages, sort_keys=True).encode()).hexdigest()
+    outs = {name: entry["outs"][0]["md5"] for name, entry in stages.items() if entry.get("outs")}
+    return digest, outs
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1}."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _experiment_id(client, name: str, root: Path) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = (root / "mlartifacts").resolve().as_uri()  # absolute, so runs started elsewhere land here too
+    return client.create_experiment(name, artifact_location=artifacts)
+
+
+def _log_curves(mlflow, prefix: str, rows: list[dict[str, float]]) -> None:
+    for row in rows:
+        step = int(row["epoch"])
+        mlflow.log_metrics({f"{prefix}/{k}": v for k, v in row.items() if k != "epoch" and v == v}, step=step)
+
+
+def _log_model(mlflow, root: Path, name: str):
+    """Log the selected model as a PyTorch model returning class probabilities, with signature and example."""
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    from components.models import load_model_checkpoint
+    from components.models.nets import ProbabilityHead
+
+    net, _ = load_model_checkpoint(root / paths.MODEL_SELECTED)
+    model = ProbabilityHead(net).eval()
+    with np.load(root / paths.DATASET_NPZ) as arrays:
+        example = arrays["X"][arrays["test_idx"][:5]]
+    with torch.no_grad():
+        output = model(torch.from_numpy(example)).numpy()
+    return mlflow.pytorch.log_model(
+        model,
+        name="model",
+        serialization_format="pickle",  # pt2 would load back as a GraphModule, not our class (stack.md §3)
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
+        code_paths=[str(Path(__file__).resolve().parent)],
+    )
+
+
+def _register(client, mlflow, model_uri: str, name: str, model_md5: str, tags: dict[str, str]) -> dict[str, Any]:
+    """Create a version unless this model hash is registered; alias `candidate`; promote to `champion` if better."""
+    from mlflow.exceptions import MlflowException
+
+    existing = client.search_model_versions(f"name='{name}' and tags.dvc_md5='{model_md5}'")
+    if existing:
+        return {"version": existing[0].version, "new_version": False, "champion": _champion(client, name)}
+    version = mlflow.register_model(model_uri, name, tags={"dvc_md5": model_md5, **tags}).version
+    client.set_registered_model_alias(name, CANDIDATE, version)
+    score = float(tags[SELECTION_METRIC])
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+        best = float(current.tags.get(SELECTION_METRIC, "-inf"))
+    except MlflowException:
+        current, best = None, float("-inf")
+    promoted = score > best
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return {"version": version, "new_version": True, "promoted": promoted,
+            "champion": version if promoted else current.version}
+
+
+def _champion(client, name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION).version
+    except MlflowException:
+        return None
+
+
+def track(root: Path, params: Params) -> dict[str, Any]:
+    """Log the pipeline state in `root` as one MLflow run (unless already logged) and register its model."""
+    digest, outs = lock_state(root)
+    evaluation = read_json(root / paths.EVAL_METRICS)
+    noise = read_json(root / paths.NOISE_MANIFEST)
+    uri = configure(root)
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment_id = _experiment_id(client, params.tracking.experiment, root)
+    previous = client.search_runs([experiment_id], f"tags.`dvc.lock_sha256` = '{digest}'", max_results=1)
+    if previous:
+        return {"run_id": previous[0].info.run_id, "new_run": False, "uri": uri}
+
+    run_name = f"{evaluation['method']}-{noise['kind']}-{noise['requested_rate']:g}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.log_params(flatten(params.model_dump(mode="json")))
+        mlflow.set_tags({
+            "dvc.lock_sha256": digest,
+            **{f"dvc.{stage}_md5": md5 for stage, md5 in outs.items()},
+            "noise_convention": noise["convention"],
+            "method": evaluation["method"],
+            "model_serialization": "pickle",
+        })
+        numbers = {k: v for k, v in flatten(evaluation).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        mlflow.log_metrics({k.replace("per_class_acc.", "per_class_acc/"): float(v) for k, v in numbers.items()})
+        _log_curves(mlflow, "stage1", read_tsv(root / paths.STAGE1_LOG))
+        _log_curves(mlflow, "stage2", read_tsv(root / paths.STAGE2_LOG))
+        for png in sorted((root / paths.PLOTS).glob("*.png")):
+            mlflow.log_artifact(str(png), "plots")
+        mlflow.log_artifact(str(root / paths.LABEL_ISSUES), "reports")
+        for extra in (paths.DATA_MANIFEST, paths.NOISE_MANIFEST, paths.EVAL_METRICS, Path("params.yaml"), Path("dvc.lock")):
+            mlflow.log_artifact(str(root / extra), "pipeline")
+        info = _log_model(mlflow, root, params.tracking.model_name)
+        version_tags = {
+            SELECTION_METRIC: f"{evaluation[SELECTION_METRIC]:.6f}",
+            "test_acc_selected": f"{evaluation['test_acc_selected']:.6f}",
+            "noise_rate": f"{noise['realised_rate']:.6f}",
+            "noise_convention": noise["convention"],
+            "method": evaluation["method"],
+            "validation_status": "clean_val" if params.noise.val_labels == "clean" else "noisy_val",
+        }
+        registry = _register(client, mlflow, info.model_uri, params.tracking.model_name, outs["stage2"], version_tags)
+    return {"run_id": run.info.run_id, "new_run": True, "uri": uri, **registry}
+
+
+def main() -> None:
+    """`lnlflow track`: track the pipeline state of the current directory."""
+    root = Path.cwd()
+    result = track(root, load_params(root / "params.yaml"))
+    if not result["new_run"]:
+        print(f"track: this pipeline state is already logged as MLflow run {result['run_id']} (nothing new)")
+        return
+    name = load_params(root / "params.yaml").tracking.model_name
+    verb = "registered as new" if result["new_version"] else "already registered as"
+    print(
+        f"track: MLflow run {result['run_id']}; model {verb} version {result['version']} of '{name}'"
+        f" (champion: version {result['champion']})"
+    )
