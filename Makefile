@@ -1,0 +1,58 @@
+# lnlflow: `make run` runs the whole pipeline, `make test` the test suite. Both create .venv if missing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+ROOT := $(abspath .)
+
+export PATH := $(ROOT)/$(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(ROOT)/.dvc_site_cache
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export PREFECT_HOME := $(ROOT)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install run repro track test test-fast deploy mlflow-ui prefect-server benchmark clean-outputs
+
+install: $(VENV)/.installed
+
+# Pinned, tested versions (requirements.lock); torch==2.13.0 resolves to the local CPU wheel.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# The whole pipeline on params.yaml, then one MLflow run (+ model registration), then the summary.
+run: install
+	dvc repro
+	lnlflow track
+	@echo
+	@lnlflow summary
+
+repro: install
+	dvc repro
+
+track: install
+	lnlflow track
+
+test: install
+	python -m pytest -q
+
+test-fast: install
+	python -m pytest -q -m "not slow"
+
+# Register the scheduled Prefect deployment (needs `make prefect-server` running in another terminal).
+deploy: install
+	PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deploy
+
+prefect-server: install
+	prefect server start --host 127.0.0.1 --port 4200
+
+mlflow-ui: install
+	mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
+
+benchmark: install
+	python benchmarks/compare_methods.py --out benchmarks/results/digits_ce_ido.md
