@@ -263,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in args.seeds:
             results += run_setting_seed(base, setting, seed, args.methods, args.stage1_epochs, args.stage2_epochs)
     elapsed = time.perf_counter() - start
-    text = markdown_table(summary_rows(results, args.settings, args.methods)) + "\n\n" + facts(base, args, elapsed) + "\n"
+    table = markdown_table(summary_rows(results, args.settings, args.methods))
+    text = f"{table}\n\n{facts(base, args, elapsed)}\n"
     print(text)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

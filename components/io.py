@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -68,9 +69,11 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays (and nested containers) to plain Python for JSON."""
+    """Convert numpy scalars/arrays (and nested containers) to plain Python for JSON; NaN and ±inf become null."""
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -80,7 +83,7 @@ def to_jsonable(value: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write pretty JSON atomically."""
-    write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -109,8 +109,8 @@ def _register(client, mlflow, model_uri: str, name: str, model_md5: str, tags: d
 
     existing = client.search_model_versions(f"name='{name}' and tags.dvc_md5='{model_md5}'")
     if existing:
-        return {"version": existing[0].version, "new_version": False, "champion": _champion(client, name)}
-    version = mlflow.register_model(model_uri, name, tags={"dvc_md5": model_md5, **tags}).version
+        return {"version": str(existing[0].version), "new_version": False, "champion": _champion(client, name)}
+    version = str(mlflow.register_model(model_uri, name, tags={"dvc_md5": model_md5, **tags}).version)
     client.set_registered_model_alias(name, CANDIDATE, version)
     score = float(tags[SELECTION_METRIC])
     try:
@@ -122,14 +122,14 @@ def _register(client, mlflow, model_uri: str, name: str, model_md5: str, tags: d
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     return {"version": version, "new_version": True, "promoted": promoted,
-            "champion": version if promoted else current.version}
+            "champion": version if promoted else str(current.version)}
 
 
 def _champion(client, name: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, CHAMPION).version
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
 

@@ -90,14 +90,16 @@ def load_csv_source(cfg) -> Dataset:
         rows = list(csv.reader(handle))
     if len(rows) < 2:
         raise LnlError(f"data.path: {path.name} has no data rows")
-    header, body = rows[0], rows[1:]
+    header = rows[0]
+    numbered = [(line, row) for line, row in enumerate(rows[1:], start=2) if row]  # blank lines carry no sample
+    body = [row for _, row in numbered]
     if cfg.label_column not in header:
         raise LnlError(f"data.label_column: column '{cfg.label_column}' not in {path.name} (columns: {', '.join(header)})")
     label_at = header.index(cfg.label_column)
     features = [i for i in range(len(header)) if i != label_at]
     if not features:
         raise LnlError(f"data.path: {path.name} has no feature columns")
-    for line, row in enumerate(body, start=2):
+    for line, row in numbered:
         if len(row) != len(header):
             raise LnlError(f"data.path: {path.name} line {line} has {len(row)} fields, expected {len(header)}")
     try:

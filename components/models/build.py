@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ def load_model_checkpoint(path: str | Path, *, device: str | torch.device = "cpu
         payload = torch.load(path, map_location=device, weights_only=True)
         model = build_model(payload["arch"])
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, EOFError, OSError) as error:
-        raise LnlError(f"{path}: corrupt or incompatible model file ({error})") from None
+    except (RuntimeError, KeyError, EOFError, OSError, TypeError, pickle.UnpicklingError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LnlError(f"{path}: corrupt or incompatible model file ({reason})") from None
     return model.to(device), payload

@@ -57,7 +57,8 @@ class Augmenter:
         cx = (self._rand(b, device=x.device) * w).long()
         ys = torch.arange(h, device=x.device)[None, :, None]
         xs = torch.arange(w, device=x.device)[None, None, :]
-        inside = ((ys - cy[:, None, None]).abs() <= side // 2) & ((xs - cx[:, None, None]).abs() <= side // 2)
+        top, left = cy[:, None, None] - side // 2, cx[:, None, None] - side // 2
+        inside = (ys >= top) & (ys < top + side) & (xs >= left) & (xs < left + side)  # side × side (clipped at edges)
         return x.masked_fill(inside[:, None], 0.0)
 
     def weak(self, x: Tensor) -> Tensor:

@@ -56,7 +56,7 @@ def accuracy(model: torch.nn.Module, x: Tensor, y: Tensor) -> float:
 def batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, ...]:
     """A seeded permutation cut into ceil(n / batch_size) nearly equal batches (never a batch of one)."""
     perm = torch.randperm(n, generator=generator).to(device)
-    return torch.tensor_split(perm, max(1, math.ceil(n / batch_size)))
+    return torch.tensor_split(perm, max(1, min(math.ceil(n / batch_size), n // 2)))
 
 
 class Progress:

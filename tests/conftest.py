@@ -1,0 +1,87 @@
+"""Shared fixtures: a throwaway DVC project with tiny parameters, and a pre-migrated MLflow database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = str(Path(sys.executable).parent)
+
+# Tiny but real: the embedded digits data, a narrow CNN, a few epochs.
+TINY = {
+    "model": {"width": 4},
+    "stage1": {"epochs": 3},
+    "stage2": {"epochs": 2},
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with the test interpreter's bin first on PATH (so DVC stages use it)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_params(workspace: Path, **overrides: dict) -> None:
+    """params.yaml = the shipped file + TINY + overrides (nested dicts merge)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (workspace / "params.yaml").write_text(yaml.safe_dump(_merge(_merge(params, TINY), overrides), sort_keys=False))
+
+
+def make_workspace(path: Path, *, git: bool) -> Path:
+    """Copy the project's code and pipeline into `path`, write tiny params, and `dvc init` it."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("components", "flows"):
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(ROOT / name, path / name)
+    write_params(path)
+    if git:
+        run(["git", "init", "-q"], path)
+        run(["git", "config", "user.email", "test@example.com"], path)
+        run(["git", "config", "user.name", "test"], path)
+        run(["dvc", "init", "-q"], path)
+        run(["git", "add", "-A"], path)
+        run(["git", "commit", "-qm", "init"], path)
+    else:
+        run(["dvc", "init", "-q", "--no-scm"], path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An MLflow SQLite database migrated once per session (migrations take seconds)."""
+    db = tmp_path_factory.mktemp("mlflow") / "template.db"
+    run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('sqlite:///{db}').search_experiments()"], ROOT)
+    return db
+
+
+@pytest.fixture()
+def mlflow_db(mlflow_template, tmp_path, monkeypatch) -> str:
+    """A fresh copy of the pre-migrated database for one test; MLFLOW_TRACKING_URI points at it."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    yield uri
+    import mlflow
+
+    mlflow.end_run()

@@ -1,0 +1,57 @@
+"""MLflow: one run per pipeline state, curves and artifacts, idempotent registration, champion alias."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.config import load_params
+from tests.conftest import make_workspace, run, write_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("tracking") / "ws", git=False)
+    run(["dvc", "repro"], ws)
+    return ws
+
+
+def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from components.tracking import track
+
+    params = load_params(workspace / "params.yaml")
+    first = track(workspace, params)
+    assert first["new_run"] and first["new_version"] and first["promoted"]
+    assert first["version"] == "1" and first["champion"] == "1"
+    assert track(workspace, params)["new_run"] is False  # same dvc.lock: nothing new
+
+    client = MlflowClient(mlflow_db)
+    run_data = client.get_run(first["run_id"]).data
+    assert run_data.params["stage2.method"] == "ido" and run_data.params["noise.rate"] == "0.4"
+    assert "test_acc_selected" in run_data.metrics and "noise_auc" in run_data.metrics
+    assert len(client.get_metric_history(first["run_id"], "stage1/loss")) == params.stage1.epochs
+    assert len(client.get_metric_history(first["run_id"], "stage2/val_acc")) == params.stage2.epochs
+    artifacts = {a.path for folder in ("plots", "reports") for a in client.list_artifacts(first["run_id"], folder)}
+    assert {"plots/confusion_matrix.png", "plots/learning_curves.png", "reports/label_issues.csv"} <= artifacts
+    name = params.tracking.model_name
+    assert str(client.get_model_version_by_alias(name, "candidate").version) == "1"
+
+    X = np.load(workspace / "data/prepared/dataset.npz")["X"][:7]
+    probs = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(X)
+    assert probs.shape == (7, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+    # A second model: a new version becomes `candidate`; `champion` goes to the better validation accuracy.
+    write_params(workspace, stage2={"method": "ce", "epochs": 3})
+    run(["dvc", "repro"], workspace)
+    second = track(workspace, load_params(workspace / "params.yaml"))
+    assert second["new_run"] and second["version"] == "2"
+    assert str(client.get_model_version_by_alias(name, "candidate").version) == "2"
+    scores = {str(v.version): float(v.tags["val_acc_clean_selected"]) for v in client.search_model_versions(f"name='{name}'")}
+    expected = "2" if scores["2"] > scores["1"] else "1"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == expected
