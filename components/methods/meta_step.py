@@ -1,0 +1,153 @@
+"""One-step look-ahead meta-gradient shared by MetaLabelNet, CLID-MU (VRI/MW-Net hosts) and MW-Net.
+
+θ̂(φ) = θ − lr·∇_θ L_in(θ, φ) over the *virtual* parameters (plain SGD: no momentum, no weight decay); the meta
+loss is evaluated at θ̂ and differentiated w.r.t. φ (specs/clidmu.md §7, specs/metalabelnet.md §7). Two exact
+forms of the same gradient:
+
+- ``unrolled``: the meta forward at θ̂ sits inside the double-backward graph (reference);
+- ``cheap_exact``: v = ∇_θ̂ L_meta from an ordinary backward, then grad_φ = −lr·∂/∂φ Σ_k ⟨g_k, v_k⟩ with v held
+  constant (same gradient, lower memory; default).
+
+Virtual and meta forwards go through ``torch.func.functional_call`` with cloned buffers in train mode, so the
+real model's BatchNorm running statistics, its parameters and their ``.grad`` are never touched. The model's own
+in-place activations are tolerated by autograd (ReLU saves its output); new modules used inside the meta step
+should use out-of-place activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from components.errors import LnlError
+
+SCOPES = ("full", "last_block", "head")
+META_GRADS = ("unrolled", "cheap_exact")
+
+Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
+LossFn = Callable[[Forward], Tensor]
+
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def _has_params(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def _last_block(body: nn.Sequential) -> list[str]:
+    """Child indices of `body` forming its last block.
+
+    Walking `body` backwards, parameterised children are collected until one that is not a bare normalisation
+    layer (a Linear/Conv, or a container such as a conv-BN-ReLU block) has been taken. SmallCNN → its last
+    conv-BN-ReLU block; MLP → its last Linear plus the BatchNorm1d after it.
+    """
+    taken: list[str] = []
+    for name, child in reversed(list(body.named_children())):
+        if not _has_params(child):
+            continue
+        taken.append(name)
+        if not isinstance(child, _NORM_LAYERS):
+            break
+    return taken
+
+
+def virtual_param_names(model: nn.Module, scope: str) -> list[str]:
+    """Names (in `named_parameters` order) of the trainable parameters the virtual step updates.
+
+    'full': all of them; 'head': those of `model.head`; 'last_block': `model.head` plus the last block of
+    `model.body` (see `_last_block`). Frozen parameters (requires_grad False) are never virtual.
+    """
+    if scope not in SCOPES:
+        raise LnlError(f"meta step: unknown scope '{scope}'; choose one of {', '.join(SCOPES)}")
+    if scope == "full":
+        prefixes: tuple[str, ...] = ("",)
+    else:
+        if not (isinstance(getattr(model, "body", None), nn.Sequential) and hasattr(model, "head")):
+            raise LnlError(f"meta step: scope '{scope}' needs a model with `.body` (nn.Sequential) and `.head`")
+        prefixes = ("head.",)
+        if scope == "last_block":
+            prefixes += tuple(f"body.{i}." for i in _last_block(model.body))
+    return [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefixes)]
+
+
+@contextmanager
+def _train_mode(model: nn.Module) -> Iterator[None]:
+    """Every submodule in train mode for the duration; each module's own flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _zeros_for_none(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, like)]
+
+
+class MetaStep:
+    """One-step look-ahead meta-gradient d L_meta(θ̂(φ)) / dφ for a classifier `model` and meta-parameters `phi`.
+
+    `inner_loss(forward)` and `meta_loss(forward)` receive `forward(x) -> (logits, embedding)` bound to θ and θ̂
+    respectively; `inner_loss` must depend on `phi`. Parameters outside the virtual scope enter both forwards
+    detached, so no graph is built through them.
+    """
+
+    def __init__(self, model: nn.Module, phi: list[Tensor], *, scope: str = "full", mode: str = "cheap_exact"):
+        if mode not in META_GRADS:
+            raise LnlError(f"meta step: unknown meta_grad '{mode}'; choose one of {', '.join(META_GRADS)}")
+        self.model = model
+        self.phi = list(phi)
+        self.scope = scope
+        self.mode = mode
+        self.names = virtual_param_names(model, scope)
+        if not self.names:
+            raise LnlError(f"meta step: scope '{scope}' selects no trainable parameters")
+
+    def _forward(self, virtual: dict[str, Tensor]) -> Forward:
+        """A forward at `virtual` (the other parameters detached), with buffers cloned on every call."""
+        fixed = {n: p.detach() for n, p in self.model.named_parameters() if n not in virtual}
+
+        def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+            buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+            return functional_call(self.model, ({**fixed, **virtual}, buffers), (x,))
+
+        return forward
+
+    def _inner_grad(self, loss: Tensor, theta: list[Tensor]) -> list[Tensor]:
+        """g = ∇_θ L_in with create_graph (the mixed second derivative needs it); unused → zeros."""
+        grads = torch.autograd.grad(loss, theta, create_graph=True, allow_unused=True)
+        return _zeros_for_none(grads, theta)
+
+    def meta_gradient(self, inner_loss: LossFn, meta_loss: LossFn, *, lr: float) -> list[Tensor]:
+        """d meta_loss(θ̂) / d phi with θ̂ = θ − lr·∇_θ inner_loss(θ) over the virtual parameters."""
+        params = dict(self.model.named_parameters())
+        theta = [params[n].detach().requires_grad_(True) for n in self.names]  # fresh leaves: θ is never touched
+        device_type = theta[0].device.type
+        with _train_mode(self.model), torch.autocast(device_type, enabled=False):
+            g = self._inner_grad(inner_loss(self._forward(dict(zip(self.names, theta)))), theta)
+            if self.mode == "unrolled":
+                theta_hat = [t - lr * gk for t, gk in zip(theta, g)]
+                meta = meta_loss(self._forward(dict(zip(self.names, theta_hat))))
+                return _zeros_for_none(torch.autograd.grad(meta, self.phi, allow_unused=True), self.phi)
+            theta_hat = [(t - lr * gk.detach()).requires_grad_(True) for t, gk in zip(theta, g)]
+            meta = meta_loss(self._forward(dict(zip(self.names, theta_hat))))
+            v = _zeros_for_none(torch.autograd.grad(meta, theta_hat, allow_unused=True), theta_hat)
+            dot = sum((gk * vk).sum() for gk, vk in zip(g, v) if gk.requires_grad)
+            if not isinstance(dot, Tensor):  # g does not depend on anything differentiable
+                return [torch.zeros_like(p) for p in self.phi]
+            grads = _zeros_for_none(torch.autograd.grad(dot, self.phi, allow_unused=True), self.phi)
+            return [-lr * gp for gp in grads]
+
+    def step(self, optimizer: torch.optim.Optimizer, inner_loss: LossFn, meta_loss: LossFn, *, lr: float) -> None:
+        """Write the meta-gradient into phi's `.grad` and step the meta-optimiser (zeroing first)."""
+        grads = self.meta_gradient(inner_loss, meta_loss, lr=lr)
+        optimizer.zero_grad(set_to_none=True)
+        for p, gp in zip(self.phi, grads):
+            p.grad = gp.detach()
+        optimizer.step()
