@@ -24,7 +24,7 @@ NOISE_KINDS = (
     "classmap",
     "instance",
 )
-METHOD_NAMES = ("ce", "ido")  # keep in step with components.methods.REGISTRY (a test checks this)
+METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet")  # keep in step with components.methods.REGISTRY (a test checks this)
 
 
 class Section(BaseModel):
@@ -128,6 +128,64 @@ class IdoParams(Section):
     entropy_confidence_weight: bool = False
 
 
+class MetaParams(Section):
+    """Shared one-step look-ahead settings of the meta-learning methods (metalabelnet, clidmu, mwnet)."""
+
+    interval: int = Field(1, ge=1, description="a meta update every k training steps (1 = every step)")
+    scope: Literal["full", "last_block", "head"] = Field("full", description="parameters the virtual step updates")
+    grad: Literal["cheap_exact", "unrolled"] = Field("cheap_exact", description="two exact forms of one gradient")
+    inner_lr: float | None = Field(None, gt=0, description="virtual SGD step size; default: the current LR")
+    meta_batch_size: int = Field(100, ge=2)
+
+
+class MetaLabelNetParams(Section):
+    """MetaLabelNet (specs/metalabelnet.md §8); the meta set is the trusted validation split."""
+
+    slp_lr: float = Field(1e-2, gt=0, description="Adam learning rate of the soft-label generator")
+    slp_weight_decay: float = Field(1e-4, ge=0)
+    alpha_inner: float = Field(1.0, gt=0, description="virtual step size (official: 1, independent of the LR)")
+    loss_norm: Literal["BC", "B"] = "BC"
+    entropy_weight: float = Field(1.0, ge=0, description="1 makes the real loss exactly reverse cross-entropy")
+    bn_meta: Literal["clone", "shared"] = Field("clone", description="shared = official (contaminates BN stats)")
+    shuffle: bool = Field(True, description="False = official fixed order, meta batch i mod M")
+    feature_source: Literal["frozen_warmup", "live_classifier"] = "frozen_warmup"
+    slp_init: Literal["default", "from_head"] = "default"
+
+
+class ClidMuParams(Section):
+    """CLID-MU (specs/clidmu.md §12): label-free meta loss on a fixed random subset of training images."""
+
+    host: Literal["vri", "wnet"] = "vri"
+    meta_set_size: int = Field(1000, ge=2, description="training images whose labels are never read")
+    tau: float = Field(0.5, gt=0)
+    meta_optimizer: Literal["adam", "sgd"] = "adam"
+    meta_lr: float | None = Field(None, gt=0, description="default: 0.01 (vri), 1e-3 (wnet)")
+    meta_weight_decay: float = Field(5e-4, ge=0)
+    vri_use_kl: bool = Field(False, description="the official KL term has no gradient path to the classifier")
+    vri_kl_weight: float = Field(0.01, ge=0)
+    wnet_normalize_weights: bool = True
+    aug: Literal["standard", "strong_all"] = Field("standard", description="strong_all = official strong views")
+
+
+class MwnetParams(Section):
+    """MW-Net: the weighting-net host with cross-entropy on the trusted validation split as the meta loss."""
+
+    meta_optimizer: Literal["adam", "sgd"] = "adam"
+    meta_lr: float = Field(1e-3, gt=0)
+    meta_weight_decay: float = Field(5e-4, ge=0)
+    normalize_weights: bool = True
+
+
+class SelectionParams(Section):
+    """Label-free checkpoint selection: lowest mean CLID on unlabelled training images (every method)."""
+
+    enabled: bool = True
+    k: int = Field(5, ge=1, description="ensemble of the k lowest-CLID epochs (sum of test logits)")
+    pool_size: int = Field(1000, ge=2)
+    tau: float = Field(0.5, gt=0)
+    transform: Literal["test", "train_strong"] = Field("test", description="train_strong = official parity")
+
+
 class Stage2Params(OptimParams):
     """Stage two: a robust method from the registry, starting from stage one's base model."""
 
@@ -135,6 +193,11 @@ class Stage2Params(OptimParams):
     epochs: int = Field(30, ge=1)
     lr_min: float = Field(1e-4, ge=0, description="cosine schedule floor")
     ido: IdoParams = IdoParams()
+    meta: MetaParams = MetaParams()
+    metalabelnet: MetaLabelNetParams = MetaLabelNetParams()
+    clidmu: ClidMuParams = ClidMuParams()
+    mwnet: MwnetParams = MwnetParams()
+    selection: SelectionParams = SelectionParams()
 
     @field_validator("method")
     @classmethod

@@ -7,6 +7,9 @@ import importlib
 REGISTRY: dict[str, str] = {
     "ce": "components.methods.ce:CrossEntropy",
     "ido": "components.methods.ido:IDO",
+    "metalabelnet": "components.methods.metalabelnet:MetaLabelNet",
+    "clidmu": "components.methods.clidmu:ClidMu",
+    "mwnet": "components.methods.mwnet:MWNet",
 }
 
 

@@ -22,6 +22,7 @@ class MethodContext:
     params: object  # components.config.Params
     wrong_events: np.ndarray  # stage-one wrong-event counts per training sample
     device: torch.device
+    optimizer: torch.optim.Optimizer  # the classifier's (meta methods read its current learning rate)
 
 
 class Stage2Method:

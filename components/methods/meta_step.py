@@ -98,13 +98,15 @@ class MetaStep:
     detached, so no graph is built through them.
     """
 
-    def __init__(self, model: nn.Module, phi: list[Tensor], *, scope: str = "full", mode: str = "cheap_exact"):
+    def __init__(self, model: nn.Module, phi: list[Tensor], *, scope: str = "full", mode: str = "cheap_exact",
+                 clone_buffers: bool = True):
         if mode not in META_GRADS:
             raise LnlError(f"meta step: unknown meta_grad '{mode}'; choose one of {', '.join(META_GRADS)}")
         self.model = model
         self.phi = list(phi)
         self.scope = scope
         self.mode = mode
+        self.clone_buffers = clone_buffers  # False = the official MetaLabelNet's shared BN buffers (parity only)
         self.names = virtual_param_names(model, scope)
         if not self.names:
             raise LnlError(f"meta step: scope '{scope}' selects no trainable parameters")
@@ -114,7 +116,7 @@ class MetaStep:
         fixed = {n: p.detach() for n, p in self.model.named_parameters() if n not in virtual}
 
         def forward(x: Tensor) -> tuple[Tensor, Tensor]:
-            buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+            buffers = {n: b.clone() if self.clone_buffers else b for n, b in self.model.named_buffers()}
             return functional_call(self.model, ({**fixed, **virtual}, buffers), (x,))
 
         return forward

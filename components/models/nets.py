@@ -17,11 +17,11 @@ class MLP(nn.Module):
             nn.Flatten(),
             nn.Linear(in_features, hidden),
             nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, hidden),
             nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
+            nn.ReLU(),
         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, n_classes)
@@ -32,7 +32,7 @@ class MLP(nn.Module):
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
 class SmallCNN(nn.Module):

@@ -51,6 +51,15 @@ def main() -> None:
         p_wrong = read_npz(paths.STAGE2_SCORES, ("p_label_wrong",))["p_label_wrong"]
         det2 = detection_metrics(is_noisy, p_wrong, threshold=threshold)
 
+    labelfree = {}
+    if paths.LABELFREE.is_file():
+        kept = read_npz(paths.LABELFREE, ("epochs", "ensemble_test_logits"))
+        single, _ = load_model_checkpoint(paths.MODEL_LABELFREE)
+        labelfree = {
+            "test_acc_labelfree_ensemble": float((kept["ensemble_test_logits"].argmax(1) == y[te]).mean()),
+            "test_acc_labelfree_single": acc(single, te),
+            "labelfree_epochs": kept["epochs"].tolist(),
+        }
     metrics = {
         "method": stage2["method"],
         "test_acc_last": acc(last, te),
@@ -59,6 +68,7 @@ def main() -> None:
         "test_acc_oracle": oracle["test_acc"],
         "oracle_epoch": int(oracle["epoch"]),
         "selected_epoch": int(selected_ckpt["meta"]["epoch"]),
+        **labelfree,
         "val_acc_clean_last": acc(last, va),
         "val_acc_clean_selected": acc(selected, va),
         "noise_auc": det1["auc"],
@@ -71,6 +81,7 @@ def main() -> None:
         "per_class_acc": dict(zip(classes, np.round(per_class_accuracy(y[te], test_pred, n_classes), 6).tolist())),
         "notes": {
             "test_acc_selected": "checkpoint with the best validation accuracy (the headline number)",
+            "test_acc_labelfree_ensemble": "sum of test logits of the k lowest-CLID epochs (no labels used to select)",
             "test_acc_oracle": "best test accuracy over stage-two epochs: chosen on the test set, optimistic, never a headline",
         },
     }

@@ -10,12 +10,23 @@ from components.config import load_params
 from components.errors import LnlError
 from components.io import atomic_dir, read_json, write_json, write_tsv
 from components.methods import get_method
+from components.evaluation.labelfree import LowestClidSelector
 from components.methods.base import MethodContext
+from components.methods.meta_common import unlabelled_subset
 from components.models import load_model_checkpoint, save_model_checkpoint
 from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
 from components.training.setup import make_augmenter, make_splits, seed_everything
+
+
+def labelfree_selector(cfg, splits, augment_cfg, seed: int) -> LowestClidSelector | None:
+    """The lowest-CLID selector over a fixed unlabelled pool of training images (None when disabled)."""
+    if not cfg.enabled:
+        return None
+    pool = splits.x_train[unlabelled_subset(len(splits.y_train), cfg.pool_size, seed=seed + 2).to(splits.x_train.device)]
+    transform = make_augmenter(augment_cfg, splits, seed + 3).strong if cfg.transform == "train_strong" else None
+    return LowestClidSelector(pool, k=cfg.k, tau=cfg.tau, transform=transform)
 
 
 def main() -> None:
@@ -31,19 +42,22 @@ def main() -> None:
     seed_everything(cfg.seed)
     model, checkpoint = load_model_checkpoint(paths.BASE_MODEL, device=device)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ctx = MethodContext(
         model=model, splits=splits, augment=make_augmenter(params.augment, splits, cfg.seed), params=params,
-        wrong_events=dynamics["wrong_events"].astype(np.int64), device=device,
+        wrong_events=dynamics["wrong_events"].astype(np.int64), device=device, optimizer=optimizer,
     )
     method = method_cls(ctx)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
     best = {"val_acc": -1.0, "epoch": 0, "state": None}
+    selector = labelfree_selector(cfg.selection, splits, params.augment, cfg.seed)
 
     def after_epoch(epoch: int, row: dict) -> dict:
         extra = method.on_epoch_end(epoch)
         if row["val_acc"] > best["val_acc"]:  # earliest epoch wins ties
             best.update(val_acc=row["val_acc"], epoch=epoch, state=snapshot(model))
+        if selector is not None:
+            extra["pool_clid"] = selector.update(epoch, model, splits.x_test)
         return extra
 
     rows = train_epochs(
@@ -59,6 +73,11 @@ def main() -> None:
         )
         if scores is not None:
             np.savez(out / paths.STAGE2_SCORES.name, p_label_wrong=np.asarray(scores, dtype=np.float64))
+        if selector is not None:
+            save_model_checkpoint(out / paths.MODEL_LABELFREE.name, arch, selector.best_state,
+                                  epoch=selector.epochs()[0], method=cfg.method, selected_on="lowest_pool_clid")
+            np.savez(out / paths.LABELFREE.name, epochs=np.array(selector.epochs()),
+                     ensemble_test_logits=selector.ensemble_logits().numpy())
     write_tsv(paths.STAGE2_LOG, rows)
     write_json(
         paths.STAGE2_METRICS,

@@ -22,15 +22,16 @@ def _context(n: int = 96, classes: int = 3) -> MethodContext:
     torch.manual_seed(0)
     model = build_model({"arch": "cnn", "input_shape": [1, 8, 8], "n_classes": classes, "hidden": 8, "width": 4, "dropout": 0.0})
     wrong = np.random.default_rng(0).integers(0, 6, n)
-    return MethodContext(model, splits, make_augmenter(params.augment, splits, 0), params, wrong, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    return MethodContext(model, splits, make_augmenter(params.augment, splits, 0), params, wrong, torch.device("cpu"),
+                         optimizer)
 
 
 def test_stage_two_adds_at_most_two_wrong_events_per_epoch_and_refits():
     ctx = _context()
     method = get_method("ido")(ctx)
     before = method.counts.copy()
-    optimizer = torch.optim.SGD(ctx.model.parameters(), lr=0.01)
-    rows = train_epochs(ctx.model, ctx.splits, epochs=1, batch_size=32, optimizer=optimizer, scheduler=None,
+    rows = train_epochs(ctx.model, ctx.splits, epochs=1, batch_size=32, optimizer=ctx.optimizer, scheduler=None,
                         batch_loss=method.batch_loss, after_epoch=lambda e, r: method.on_epoch_end(e), seed=0, label="t")
     added = method.counts - before
     assert added.min() >= 0 and added.max() <= 2

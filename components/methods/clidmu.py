@@ -1,0 +1,86 @@
+"""`clidmu`: meta-learning without clean labels (specs/clidmu.md). The meta loss is CLID, the divergence between
+the neighbour structure of the last hidden layer and that of the output layer, on a fixed random subset of
+training images whose labels are never read. Hosts: the VRI rectifier (default) or the MW-Net weighting net.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from components.errors import LnlError
+from components.methods.base import MethodContext
+from components.methods.clid import clid_loss
+from components.methods.meta_common import (
+    EndlessBatches,
+    MetaMethod,
+    Rectifier,
+    WeightNet,
+    make_meta_optimizer,
+    out_features,
+    unlabelled_subset,
+    vri_kl,
+    weighted_loss,
+)
+
+DEFAULT_META_LR = {"vri": 0.01, "wnet": 1e-3}
+
+
+class ClidMu(MetaMethod):
+    """CLID meta loss with the VRI or the MW-Net host."""
+
+    def __init__(self, ctx: MethodContext):
+        cfg = ctx.params.stage2.clidmu
+        n_train = len(ctx.splits.y_train)
+        if cfg.meta_set_size > n_train:
+            raise LnlError(f"stage2.clidmu.meta_set_size: {cfg.meta_set_size} exceeds the {n_train} training "
+                           "samples; choose at most that many")
+        self.cfg = cfg
+        if cfg.host == "vri":
+            self.host = Rectifier(out_features(ctx.model), ctx.splits.n_classes).to(ctx.device)
+        else:
+            self.host = WeightNet().to(ctx.device)
+        phi = list(self.host.parameters())
+        optimizer = make_meta_optimizer(cfg.meta_optimizer, phi, lr=cfg.meta_lr or DEFAULT_META_LR[cfg.host],
+                                        weight_decay=cfg.meta_weight_decay)
+        super().__init__(ctx, phi, optimizer)
+        # Only images of the meta set are ever indexed: no label tensor can reach the meta loss.
+        self.meta_images = ctx.splits.x_train[unlabelled_subset(n_train, cfg.meta_set_size, seed=ctx.params.stage2.seed).to(ctx.device)]
+        self.meta_batches = EndlessBatches(len(self.meta_images), ctx.params.stage2.meta.meta_batch_size,
+                                           seed=ctx.params.stage2.seed + 1, device=ctx.device)
+        self.noise_gen = torch.Generator(device=ctx.device).manual_seed(ctx.params.stage2.seed)
+
+    def _view(self, x: Tensor) -> Tensor:
+        augment = self.ctx.augment
+        return augment.strong(x) if self.cfg.aug == "strong_all" else augment.weak(x)
+
+    def _host_loss(self, logits: Tensor, embedding: Tensor, labels: Tensor) -> Tensor:
+        if self.cfg.host == "wnet":
+            return weighted_loss(self.host, logits, labels, normalize=self.cfg.wnet_normalize_weights,
+                                 train_weights=True)
+        v = self.host(embedding.detach(), labels, generator=self.noise_gen)
+        loss = F.cross_entropy(v * logits, labels)
+        if self.cfg.vri_use_kl:  # no gradient to the classifier (spec §2.1); kept for parity of compute only
+            loss = loss + self.cfg.vri_kl_weight * vri_kl(self.host, embedding.detach(), labels)
+        return loss
+
+    def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = self._view(self.splits.x_train[idx]), self.splits.y_train[idx]
+        x_meta = self._view(self.meta_images[self.meta_batches.next()])
+
+        def inner(forward) -> Tensor:
+            return self._host_loss(*forward(x), y)
+
+        def meta_loss(forward) -> Tensor:
+            logits, embedding = forward(x_meta)
+            return clid_loss(embedding, logits, tau=self.cfg.tau)
+
+        self.maybe_meta_update(inner, meta_loss)
+        logits, embedding = self.model(x)
+        if self.cfg.host == "wnet":
+            loss = weighted_loss(self.host, logits, y, normalize=self.cfg.wnet_normalize_weights, train_weights=False)
+            return loss, logits
+        with torch.no_grad():
+            v = self.host(embedding.detach(), y, generator=self.noise_gen)
+        return F.cross_entropy(v * logits, y), logits

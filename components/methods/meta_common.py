@@ -1,0 +1,151 @@
+"""What the meta-learning methods share beyond the meta step: meta-batch sampling, the cadence of meta
+updates, meta-optimisers, and the two host networks (MW-Net's weighting net, VRI's rectifier)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from components.methods.base import MethodContext, Stage2Method
+from components.methods.meta_step import MetaStep
+
+
+class EndlessBatches:
+    """Batches of indices into a meta set forever, reshuffled every pass (seeded); shuffle=False keeps the order."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, device: torch.device, shuffle: bool = True):
+        self.n, self.batch_size, self.shuffle, self.device = n, min(batch_size, n), shuffle, device
+        self.gen = torch.Generator().manual_seed(seed)
+        self._queue: list[Tensor] = []
+
+    def next(self) -> Tensor:
+        if not self._queue:
+            order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
+            self._queue = list(order.to(self.device).split(self.batch_size))
+            if len(self._queue) > 1 and len(self._queue[-1]) < 2:  # never a meta batch of one (BatchNorm)
+                self._queue[-2] = torch.cat(self._queue[-2:])
+                self._queue.pop()
+        return self._queue.pop(0)
+
+
+def make_meta_optimizer(kind: str, params: list[Tensor], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam or plain SGD (no momentum) for the meta-parameters."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+
+
+class MetaMethod(Stage2Method):
+    """A stage-two method with meta-parameters φ updated by a one-step look-ahead every `meta.interval` steps."""
+
+    def __init__(self, ctx: MethodContext, phi: list[Tensor], meta_optimizer: torch.optim.Optimizer,
+                 *, clone_buffers: bool = True):
+        super().__init__(ctx)
+        self.meta_cfg = ctx.params.stage2.meta
+        self.meta_optimizer = meta_optimizer
+        self.meta_step = MetaStep(self.model, phi, scope=self.meta_cfg.scope, mode=self.meta_cfg.grad,
+                                  clone_buffers=clone_buffers)
+        self.steps = 0
+
+    def inner_lr(self) -> float:
+        """The virtual step size: `meta.inner_lr`, else the classifier's current learning rate."""
+        return self.meta_cfg.inner_lr or self.ctx.optimizer.param_groups[0]["lr"]
+
+    def maybe_meta_update(self, inner_loss, meta_loss, *, lr: float | None = None) -> None:
+        """Run the meta update on this step if it falls on the `meta.interval` cadence."""
+        if self.steps % self.meta_cfg.interval == 0:
+            self.meta_step.step(self.meta_optimizer, inner_loss, meta_loss, lr=lr or self.inner_lr())
+        self.steps += 1
+
+
+class WeightNet(nn.Module):
+    """MW-Net's VNet: per-sample loss → weight in (0, 1) (1 → 100 → 1, out-of-place ReLU, sigmoid)."""
+
+    def __init__(self, hidden: int = 100):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(1, hidden), nn.Linear(hidden, 1)
+
+    def forward(self, losses: Tensor) -> Tensor:
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(losses[:, None])))).squeeze(1)
+
+
+def weighted_loss(wnet: WeightNet, logits: Tensor, labels: Tensor, *, normalize: bool, train_weights: bool) -> Tensor:
+    """Σ_i w̄_i ℓ_i with w = VNet(ℓ.detach()) normalised within the batch (if non-zero), else mean_i w_i ℓ_i.
+
+    train_weights=True keeps the graph to the weighting net (the virtual step); False is the real step.
+    """
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    with torch.set_grad_enabled(train_weights and torch.is_grad_enabled()):
+        weights = wnet(losses.detach())
+    if normalize:
+        total = weights.sum()
+        return (weights * losses).sum() / torch.where(total > 0, total, torch.ones_like(total))
+    return (weights * losses).mean()
+
+
+class Rectifier(nn.Module):
+    """VRI's rectifier: (embedding, noisy-label embedding) → per-class multiplier v ∈ (0, 1)^C on the logits.
+
+    MLP d+64 → 1024 → 512 → 512 (tanh), heads μ and ρ (σ = exp(ρ/2)), v = sigmoid(μ + σ·ε); Xavier-normal
+    weights, zero biases. The prior pass replaces the label embedding by zeros.
+    """
+
+    def __init__(self, feature_dim: int, n_classes: int, *, label_dim: int = 64, widths=(1024, 512, 512)):
+        super().__init__()
+        self.label_embedding = nn.Embedding(n_classes, label_dim)
+        layers: list[nn.Module] = []
+        width = feature_dim + label_dim
+        for out in widths:
+            layers += [nn.Linear(width, out), nn.Tanh()]
+            width = out
+        self.mlp = nn.Sequential(*layers)
+        self.mu, self.rho = nn.Linear(width, n_classes), nn.Linear(width, n_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def distribution(self, features: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(μ, σ) of the rectifier (labels=None: the prior pass)."""
+        if labels is None:
+            label_part = features.new_zeros(features.shape[0], self.label_embedding.embedding_dim)
+        else:
+            label_part = self.label_embedding(labels)
+        hidden = self.mlp(torch.cat([features, label_part], dim=1))
+        return self.mu(hidden), torch.exp(self.rho(hidden) / 2)
+
+    def forward(self, features: Tensor, labels: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        mu, sigma = self.distribution(features, labels)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return torch.sigmoid(mu + sigma * noise)
+
+
+def vri_kl(rectifier: Rectifier, features: Tensor, labels: Tensor) -> Tensor:
+    """The official VRI KL term (σ passed where log σ belongs, as in the original); no gradient to the classifier."""
+    mu_q, s_q = rectifier.distribution(features, labels)
+    mu_p, s_p = rectifier.distribution(features, None)
+    return ((s_p - s_q) + (torch.exp(2 * s_q) + (mu_q - mu_p) ** 2) / (2 * torch.exp(2 * s_p)) - 0.5).mean()
+
+
+def soft_label_kl(p: Tensor, y: Tensor, *, norm: str) -> Tensor:
+    """KL(p‖y) averaged over B·C entries (norm 'BC') or over B (norm 'B')."""
+    total = (p * (torch.log(p.clamp_min(1e-30)) - torch.log(y + 1e-10))).sum()
+    return total / (p.numel() if norm == "BC" else p.shape[0])
+
+
+def entropy(p: Tensor, *, norm: str) -> Tensor:
+    """−Σ p log p averaged like `soft_label_kl`."""
+    total = -(p * torch.log(p.clamp_min(1e-30))).sum()
+    return total / (p.numel() if norm == "BC" else p.shape[0])
+
+
+def out_features(model: nn.Module) -> int:
+    """Width of the penultimate embedding (the head's input)."""
+    return model.head.in_features
+
+
+def unlabelled_subset(n: int, size: int, *, seed: int) -> Tensor:
+    """A fixed, seeded random subset of `size` of range(n), sorted (labels are never read through it)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[: min(size, n)].sort().values

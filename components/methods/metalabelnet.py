@@ -1,0 +1,74 @@
+"""`metalabelnet`: soft labels from a single-layer net over frozen warm-up features, meta-learned so that one
+step on them lowers cross-entropy on the trusted (clean) validation split (specs/metalabelnet.md).
+
+Stage one is the warm-up: its base model initialises the classifier and, frozen, serves as the feature
+encoder. Noisy labels are not read after warm-up. The real step trains on reverse cross-entropy against the
+updated generator's (detached) soft labels, reusing the forward from before the meta update (as specified).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from components.errors import LnlError
+from components.methods.base import MethodContext
+from components.methods.meta_common import EndlessBatches, MetaMethod, entropy, out_features, soft_label_kl
+
+
+class MetaLabelNet(MetaMethod):
+    """Classifier + soft-label generator (Linear(d, C) + softmax) meta-learned on a clean meta set."""
+
+    def __init__(self, ctx: MethodContext):
+        cfg = ctx.params.stage2.metalabelnet
+        if ctx.params.noise.val_labels != "clean":
+            raise LnlError("stage2.method: 'metalabelnet' needs a trusted meta set with clean labels, "
+                           "but noise.val_labels is 'noisy'; set noise.val_labels: clean")
+        if len(ctx.splits.y_val) < 2:
+            raise LnlError("stage2.method: 'metalabelnet' needs at least 2 trusted validation samples")
+        self.cfg = cfg
+        if cfg.feature_source == "frozen_warmup":
+            self.encoder = copy.deepcopy(ctx.model).eval().requires_grad_(False)
+        else:
+            self.encoder = ctx.model
+        self.slp = nn.Linear(out_features(ctx.model), ctx.splits.n_classes).to(ctx.device)
+        if cfg.slp_init == "from_head":
+            self.slp.load_state_dict(ctx.model.head.state_dict())
+        optimizer = torch.optim.Adam(self.slp.parameters(), lr=cfg.slp_lr, weight_decay=cfg.slp_weight_decay)
+        super().__init__(ctx, list(self.slp.parameters()), optimizer, clone_buffers=cfg.bn_meta == "clone")
+        self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
+                                           seed=ctx.params.stage2.seed, device=ctx.device, shuffle=cfg.shuffle)
+
+    def _features(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            if self.encoder is self.model:  # live features: eval-mode pass so the real BN stats stay put
+                was = self.model.training
+                self.model.eval()
+                features = self.model(x)[1]
+                self.model.train(was)
+                return features
+            return self.encoder(x)[1]
+
+    def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.ctx.augment.weak(self.splits.x_train[idx])
+        logits, _ = self.model(x)  # the real forward, reused by the real step
+        features = self._features(x)
+        norm = self.cfg.loss_norm
+        meta = self.meta_batches.next()
+        x_meta, y_meta = self.splits.x_val[meta], self.splits.y_val[meta]
+
+        def inner(forward) -> Tensor:
+            p = torch.softmax(forward(x)[0], dim=1)
+            return soft_label_kl(p, torch.softmax(self.slp(features), dim=1), norm=norm)
+
+        def meta_loss(forward) -> Tensor:
+            return nn.functional.cross_entropy(forward(x_meta)[0], y_meta)
+
+        self.maybe_meta_update(inner, meta_loss, lr=self.cfg.alpha_inner)
+        with torch.no_grad():
+            soft = torch.softmax(self.slp(features), dim=1)
+        p = torch.softmax(logits, dim=1)
+        loss = soft_label_kl(p, soft, norm=norm) + self.cfg.entropy_weight * entropy(p, norm=norm)
+        return loss, logits

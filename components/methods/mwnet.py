@@ -1,0 +1,44 @@
+"""`mwnet`: Meta-Weight-Net — a weighting net over per-sample losses, meta-learned so that one step on the
+weighted loss lowers cross-entropy on the trusted (clean) validation split. The classic labelled reference
+for `clidmu`'s label-free meta loss."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from components.errors import LnlError
+from components.methods.base import MethodContext
+from components.methods.meta_common import EndlessBatches, MetaMethod, WeightNet, make_meta_optimizer, weighted_loss
+
+
+class MWNet(MetaMethod):
+    """VNet host, clean cross-entropy meta loss."""
+
+    def __init__(self, ctx: MethodContext):
+        cfg = ctx.params.stage2.mwnet
+        if ctx.params.noise.val_labels != "clean":
+            raise LnlError("stage2.method: 'mwnet' needs a trusted meta set with clean labels, "
+                           "but noise.val_labels is 'noisy'; set noise.val_labels: clean")
+        self.cfg = cfg
+        self.wnet = WeightNet().to(ctx.device)
+        phi = list(self.wnet.parameters())
+        optimizer = make_meta_optimizer(cfg.meta_optimizer, phi, lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay)
+        super().__init__(ctx, phi, optimizer)
+        self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
+                                           seed=ctx.params.stage2.seed, device=ctx.device)
+
+    def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = self.ctx.augment.weak(self.splits.x_train[idx]), self.splits.y_train[idx]
+        meta = self.meta_batches.next()
+        x_meta, y_meta = self.splits.x_val[meta], self.splits.y_val[meta]
+
+        def inner(forward) -> Tensor:
+            return weighted_loss(self.wnet, forward(x)[0], y, normalize=self.cfg.normalize_weights, train_weights=True)
+
+        def meta_loss(forward) -> Tensor:
+            return F.cross_entropy(forward(x_meta)[0], y_meta)
+
+        self.maybe_meta_update(inner, meta_loss)
+        logits, _ = self.model(x)
+        return weighted_loss(self.wnet, logits, y, normalize=self.cfg.normalize_weights, train_weights=False), logits
