@@ -12,6 +12,7 @@ COMMANDS = {
     "track": "components.tracking",
     "summary": "components.summary",
 }
+TAKES_OPTIONS = ("stage2", "evaluate")  # see `lnlflow stage2 --help`
 HELP = {
     "data": "materialise the dataset and its split (DVC stage)",
     "noise": "inject label noise into the training split (DVC stage)",
@@ -28,10 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         sub.add_parser(name, help=HELP[name])
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in TAKES_OPTIONS:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from components.stages.common import run_stage
 
     module = importlib.import_module(COMMANDS[args.command])
+    if args.command in TAKES_OPTIONS:
+        return run_stage(args.command, lambda: module.main(rest))
     return run_stage(args.command, module.main)
 
 

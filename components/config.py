@@ -6,6 +6,7 @@ work with one message naming the field. Importing this module is cheap (no torch
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -207,6 +208,27 @@ class Stage2Params(OptimParams):
         return value
 
 
+class CompareParams(Section):
+    """Method comparison on the pipeline's cached stage one: named stage-two runs × seeds (compare/dvc.yaml)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    runs: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"ce": {"method": "ce"}, "ido": {"method": "ido"}},
+        description="run name → stage2 overrides (dotted keys allowed), e.g. {method: clidmu, meta.scope: head}",
+    )
+
+    @field_validator("runs")
+    @classmethod
+    def _valid_runs(cls, runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, overrides in runs.items():
+            if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+                raise ValueError(f"run name '{name}' may use letters, digits, '_' and '-' only")
+            method = overrides.get("method")
+            if method not in METHOD_NAMES:
+                raise ValueError(f"run '{name}' needs method: one of {', '.join(METHOD_NAMES)} (got {method!r})")
+        return runs
+
+
 class EvaluateParams(Section):
     """Evaluation and reporting."""
 
@@ -245,6 +267,7 @@ class Params(Section):
     stage1: Stage1Params = Stage1Params()
     stage2: Stage2Params = Stage2Params()
     evaluate: EvaluateParams = EvaluateParams()
+    compare: CompareParams = CompareParams()
     tracking: TrackingParams = TrackingParams()
     schedule: ScheduleParams = ScheduleParams()
 

@@ -1,5 +1,6 @@
 """Where each stage reads and writes, relative to the project root (mirrors dvc.yaml)."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 PREPARED = Path("data/prepared")
@@ -28,3 +29,44 @@ STAGE2_METRICS = METRICS / "stage2.json"
 EVAL_METRICS = METRICS / "eval.json"
 LABEL_ISSUES = REPORTS / "label_issues.csv"
 
+COMPARE = Path("outputs/compare")
+COMPARISON_MD = Path("outputs/comparison.md")
+COMPARISON_METRICS = METRICS / "comparison.json"
+
+
+@dataclass(frozen=True)
+class Stage2Outputs:
+    """A stage-two run's files: the pipeline's (default) or one comparison run's, all inside one folder."""
+
+    dir: Path = STAGE2
+    log: Path = STAGE2_LOG
+    metrics: Path = STAGE2_METRICS
+    eval: Path = EVAL_METRICS
+
+    @classmethod
+    def inside(cls, folder: Path) -> "Stage2Outputs":
+        folder = Path(folder)
+        return cls(folder, folder / "log.tsv", folder / "stage2.json", folder / "eval.json")
+
+    def file(self, name: str) -> Path:
+        return self.dir / name
+
+    @property
+    def model_last(self) -> Path:
+        return self.dir / MODEL_LAST.name
+
+    @property
+    def model_selected(self) -> Path:
+        return self.dir / MODEL_SELECTED.name
+
+    @property
+    def model_labelfree(self) -> Path:
+        return self.dir / MODEL_LABELFREE.name
+
+    @property
+    def scores(self) -> Path:
+        return self.dir / STAGE2_SCORES.name
+
+    @property
+    def labelfree(self) -> Path:
+        return self.dir / LABELFREE.name

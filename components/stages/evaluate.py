@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from components import paths
+from components.paths import Stage2Outputs
 from components.config import load_params
 from components.evaluation.metrics import confusion_matrix, detection_metrics, per_class_accuracy
 from components.evaluation.plots import plot_confusion, plot_learning_curves, plot_score_histogram
@@ -25,19 +27,17 @@ def stage_one_scores(wrong_events: np.ndarray, labels: np.ndarray, n_classes: in
     return mixture.predict(wrong_events, labels)[1]
 
 
-def main() -> None:
-    params = load_params()
-    threshold = params.evaluate.threshold
+def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
+    """Every metric of one stage-two run (see metrics/eval.json), plus what the report and plots need."""
     arrays, y_noisy = load_prepared(), load_noisy()
     info, noise = read_json(paths.DATA_MANIFEST), read_json(paths.NOISE_MANIFEST)
-    log1, log2 = read_tsv(paths.STAGE1_LOG), read_tsv(paths.STAGE2_LOG)
-    stage2 = read_json(paths.STAGE2_METRICS)
+    log2, stage2 = read_tsv(outputs.log), read_json(outputs.metrics)
     n_classes, classes = info["n_classes"], info["classes"]
     X, y = torch.from_numpy(arrays["X"]), arrays["y"]
     tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
 
-    last, _ = load_model_checkpoint(paths.MODEL_LAST)
-    selected, selected_ckpt = load_model_checkpoint(paths.MODEL_SELECTED)
+    last, _ = load_model_checkpoint(outputs.model_last)
+    selected, selected_ckpt = load_model_checkpoint(outputs.model_selected)
     acc = lambda model, idx: float((predict_logits(model, X[idx]).argmax(1).numpy() == y[idx]).mean())  # noqa: E731
     test_pred = predict_logits(selected, X[te]).argmax(1).numpy()
     oracle = max(log2, key=lambda r: r["test_acc"])
@@ -47,14 +47,13 @@ def main() -> None:
     p_stage1 = stage_one_scores(wrong, y_noisy[tr], n_classes)
     det1 = detection_metrics(is_noisy, p_stage1, threshold=threshold)
     p_wrong, det2 = p_stage1, None
-    if paths.STAGE2_SCORES.is_file():
-        p_wrong = read_npz(paths.STAGE2_SCORES, ("p_label_wrong",))["p_label_wrong"]
+    if outputs.scores.is_file():
+        p_wrong = read_npz(outputs.scores, ("p_label_wrong",))["p_label_wrong"]
         det2 = detection_metrics(is_noisy, p_wrong, threshold=threshold)
-
     labelfree = {}
-    if paths.LABELFREE.is_file():
-        kept = read_npz(paths.LABELFREE, ("epochs", "ensemble_test_logits"))
-        single, _ = load_model_checkpoint(paths.MODEL_LABELFREE)
+    if outputs.labelfree.is_file():
+        kept = read_npz(outputs.labelfree, ("epochs", "ensemble_test_logits"))
+        single, _ = load_model_checkpoint(outputs.model_labelfree)
         labelfree = {
             "test_acc_labelfree_ensemble": float((kept["ensemble_test_logits"].argmax(1) == y[te]).mean()),
             "test_acc_labelfree_single": acc(single, te),
@@ -85,24 +84,44 @@ def main() -> None:
             "test_acc_oracle": "best test accuracy over stage-two epochs: chosen on the test set, optimistic, never a headline",
         },
     }
-    logits_train = predict_logits(selected, X[tr])
-    probs_train = torch.softmax(logits_train, 1).numpy()
-    plots = Path(paths.PLOTS)
-    with atomic_dir(paths.REPORTS) as reports, atomic_dir(plots) as plot_dir:
+    probs_train = torch.softmax(predict_logits(selected, X[tr]), 1).numpy()
+    extras = {"tr": tr, "given": y_noisy[tr], "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy,
+              "classes": classes, "noise": noise, "wrong": wrong, "det1": det1, "log2": log2,
+              "confusion": confusion_matrix(y[te], test_pred, n_classes)}
+    return {"metrics": metrics, "extras": extras}
+
+
+def write_report_and_plots(metrics: dict, ex: dict) -> None:
+    """The label-issue report and the PNG plots of the pipeline run."""
+    with atomic_dir(paths.REPORTS) as reports, atomic_dir(paths.PLOTS) as plot_dir:
         write_label_issues(
-            reports / paths.LABEL_ISSUES.name, index=tr, given=y_noisy[tr], predicted=probs_train.argmax(1),
-            p_label_wrong=p_wrong, p_given_model=probs_train[np.arange(len(tr)), y_noisy[tr]], classes=classes,
-            known_noisy=is_noisy if noise["kind"] != "none" else None,
+            reports / paths.LABEL_ISSUES.name, index=ex["tr"], given=ex["given"], predicted=ex["probs_train"].argmax(1),
+            p_label_wrong=ex["p_wrong"], p_given_model=ex["probs_train"][np.arange(len(ex["tr"])), ex["given"]],
+            classes=ex["classes"], known_noisy=ex["is_noisy"] if ex["noise"]["kind"] != "none" else None,
         )
-        plot_confusion(confusion_matrix(y[te], test_pred, n_classes), classes, plot_dir / "confusion_matrix.png",
-                       title=f"test confusion — {stage2['method']}, selected epoch {metrics['selected_epoch']}")
-        plot_score_histogram(wrong.astype(float), is_noisy, plot_dir / "stage1_wrong_events.png",
-                             xlabel="stage-one wrong events", title=f"noise scores (AUC {det1['auc'] or float('nan'):.3f})")
-        plot_learning_curves(log1, log2, plot_dir / "learning_curves.png", method=stage2["method"])
-    write_json(paths.EVAL_METRICS, metrics)
+        plot_confusion(ex["confusion"], ex["classes"], plot_dir / "confusion_matrix.png",
+                       title=f"test confusion — {metrics['method']}, selected epoch {metrics['selected_epoch']}")
+        auc = ex["det1"]["auc"]
+        plot_score_histogram(ex["wrong"].astype(float), ex["is_noisy"], plot_dir / "stage1_wrong_events.png",
+                             xlabel="stage-one wrong events", title=f"noise scores (AUC {auc if auc is not None else float('nan'):.3f})")
+        plot_learning_curves(read_tsv(paths.STAGE1_LOG), ex["log2"], plot_dir / "learning_curves.png", method=metrics["method"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lnlflow evaluate", description="Evaluate a stage-two run.")
+    parser.add_argument("--run", type=Path, help="a comparison run folder: write only its eval.json")
+    args = parser.parse_args(argv)
+    params = load_params()
+    outputs = Stage2Outputs.inside(args.run) if args.run else Stage2Outputs()
+    result = evaluate_run(outputs, threshold=params.evaluate.threshold)
+    metrics = result["metrics"]
+    if not args.run:
+        write_report_and_plots(metrics, result["extras"])
+    write_json(outputs.eval, metrics)
+    auc = metrics["noise_auc"]
     print(
         f"evaluate: test acc last {metrics['test_acc_last']:.4f} | selected {metrics['test_acc_selected']:.4f} "
-        f"| oracle {metrics['test_acc_oracle']:.4f} (test-selected) | noise AUC {det1['auc'] or float('nan'):.4f}"
+        f"| oracle {metrics['test_acc_oracle']:.4f} (test-selected) | noise AUC {auc if auc is not None else float('nan'):.4f}"
     )
 
 

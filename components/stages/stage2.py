@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import numpy as np
 import torch
+import yaml
 
 from components import paths
-from components.config import load_params
+from components.paths import Stage2Outputs
+from components.config import load_params, validate_params
 from components.errors import LnlError
 from components.io import atomic_dir, read_json, write_json, write_tsv
 from components.methods import get_method
@@ -29,9 +34,44 @@ def labelfree_selector(cfg, splits, augment_cfg, seed: int) -> LowestClidSelecto
     return LowestClidSelector(pool, k=cfg.k, tau=cfg.tau, transform=transform)
 
 
-def main() -> None:
-    params = load_params()
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="lnlflow stage2", description="Train the stage-two method.")
+    parser.add_argument("--method", help="override stage2.method (comparison runs)")
+    parser.add_argument("--seed", type=int, help="override stage2.seed (comparison runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a stage2 parameter, e.g. --set meta.scope=head (YAML value)")
+    parser.add_argument("--out", type=Path, help="write every output into this folder (comparison runs)")
+    return parser.parse_args(argv)
+
+
+def with_overrides(params, *, method: str | None, seed: int | None, settings: list[str]):
+    """`params` with stage2 overrides applied (validated again, so a bad override is one clear error)."""
+    stage2 = params.stage2.model_dump()
+    if method is not None:
+        stage2["method"] = method
+    if seed is not None:
+        stage2["seed"] = seed
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LnlError(f"--set {item!r}: expected KEY=VALUE, e.g. meta.scope=head")
+        *parents, leaf = key.split(".")
+        node = stage2
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise LnlError(f"--set {item!r}: stage2.{part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    if stage2 == params.stage2.model_dump():
+        return params
+    return validate_params({**params.model_dump(), "stage2": stage2}, source="params.yaml + command line")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    params = with_overrides(load_params(), method=args.method, seed=args.seed, settings=args.set)
     cfg = params.stage2
+    outputs = Stage2Outputs.inside(args.out) if args.out else Stage2Outputs()
     method_cls = get_method(cfg.method)
     device = pick_device(params.runtime)
     arrays, y_noisy = load_prepared(), load_noisy()
@@ -66,30 +106,34 @@ def main() -> None:
     )
     arch = checkpoint["arch"]
     scores = method.noise_scores()
-    with atomic_dir(paths.STAGE2) as out:
-        save_model_checkpoint(out / paths.MODEL_LAST.name, arch, model.state_dict(), epoch=cfg.epochs, method=cfg.method)
-        save_model_checkpoint(
-            out / paths.MODEL_SELECTED.name, arch, best["state"], epoch=best["epoch"], method=cfg.method, selected_on="val_acc"
-        )
+    summary = {
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "selected_epoch": best["epoch"],
+        "val_acc_selected": best["val_acc"],
+        "val_acc_last": rows[-1]["val_acc"],
+        "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
+        "train_seconds_per_epoch": float(np.mean([r["train_seconds"] for r in rows])),
+    }
+    with atomic_dir(outputs.dir) as out:
+        inside = lambda path: out / path.relative_to(outputs.dir)  # noqa: E731
+        save_model_checkpoint(inside(outputs.model_last), arch, model.state_dict(), epoch=cfg.epochs, method=cfg.method)
+        save_model_checkpoint(inside(outputs.model_selected), arch, best["state"], epoch=best["epoch"],
+                              method=cfg.method, selected_on="val_acc")
         if scores is not None:
-            np.savez(out / paths.STAGE2_SCORES.name, p_label_wrong=np.asarray(scores, dtype=np.float64))
+            np.savez(inside(outputs.scores), p_label_wrong=np.asarray(scores, dtype=np.float64))
         if selector is not None:
-            save_model_checkpoint(out / paths.MODEL_LABELFREE.name, arch, selector.best_state,
+            save_model_checkpoint(inside(outputs.model_labelfree), arch, selector.best_state,
                                   epoch=selector.epochs()[0], method=cfg.method, selected_on="lowest_pool_clid")
-            np.savez(out / paths.LABELFREE.name, epochs=np.array(selector.epochs()),
+            np.savez(inside(outputs.labelfree), epochs=np.array(selector.epochs()),
                      ensemble_test_logits=selector.ensemble_logits().numpy())
-    write_tsv(paths.STAGE2_LOG, rows)
-    write_json(
-        paths.STAGE2_METRICS,
-        {
-            "method": cfg.method,
-            "epochs": cfg.epochs,
-            "selected_epoch": best["epoch"],
-            "val_acc_selected": best["val_acc"],
-            "val_acc_last": rows[-1]["val_acc"],
-            "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
-        },
-    )
+        if outputs.log.is_relative_to(outputs.dir):  # a comparison run: everything in one folder
+            write_tsv(inside(outputs.log), rows)
+            write_json(inside(outputs.metrics), summary)
+    if not outputs.log.is_relative_to(outputs.dir):
+        write_tsv(outputs.log, rows)
+        write_json(outputs.metrics, summary)
     print(f"stage2/{cfg.method}: last val_acc {rows[-1]['val_acc']:.4f}, best {best['val_acc']:.4f} at epoch {best['epoch']}")
 
 

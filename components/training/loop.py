@@ -96,7 +96,7 @@ def train_epochs(
     """Run `epochs` epochs; `batch_loss(idx)` returns (mean loss, train-view logits) for that batch.
 
     Returns one row per epoch: epoch, loss, train_acc (against the given labels), val_acc, test_acc,
-    lr, seconds, plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
+    lr, train_seconds (the batch loop alone), seconds (the whole epoch), plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
     evaluation reports separately and never uses for selection.
     """
     generator = torch.Generator().manual_seed(seed)
@@ -120,6 +120,7 @@ def train_epochs(
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == data.y_train[idx]).sum()
+        train_seconds = time.perf_counter() - start
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -133,6 +134,7 @@ def train_epochs(
         }
         if after_epoch is not None:
             row.update(after_epoch(epoch, row) or {})
+        row["train_seconds"] = train_seconds
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         progress.update(epoch, row)
