@@ -150,7 +150,7 @@ class MetaLabelNetParams(Section):
     bn_meta: Literal["clone", "shared"] = Field("clone", description="shared = official (contaminates BN stats)")
     shuffle: bool = Field(True, description="False = official fixed order, meta batch i mod M")
     feature_source: Literal["frozen_warmup", "live_classifier"] = "frozen_warmup"
-    slp_init: Literal["default", "from_head"] = "default"
+    slp_init: Literal["default", "from_head"] = "from_head"
 
 
 class ClidMuParams(Section):

@@ -39,17 +39,19 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
-def write_params(workspace: Path, **overrides: dict) -> None:
-    """params.yaml = the shipped file + TINY + overrides (nested dicts merge)."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (workspace / "params.yaml").write_text(yaml.safe_dump(_merge(_merge(params, TINY), overrides), sort_keys=False))
+def write_params(workspace: Path, *, compare: dict | None = None, **overrides: dict) -> None:
+    """params.yaml = the shipped file + TINY + overrides (nested dicts merge); `compare` replaces that section."""
+    params = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), overrides)
+    if compare is not None:
+        params["compare"] = compare
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def make_workspace(path: Path, *, git: bool) -> Path:
     """Copy the project's code and pipeline into `path`, write tiny params, and `dvc init` it."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("components", "flows"):
-        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("components", "flows", "compare"):
+        shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(ROOT / name, path / name)
     write_params(path)
