@@ -263,12 +263,12 @@ def test_train_epochs_rows(capsys):
     rows = train_epochs(model, splits, epochs=3, batch_size=64, optimizer=optimizer, scheduler=scheduler,
                         batch_loss=batch_loss, after_epoch=after_epoch, seed=0, label="unit")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    keys = {"epoch", "loss", "train_acc", "val_acc", "test_acc", "lr", "seconds", "extra"}
+    keys = {"epoch", "loss", "train_acc", "val_acc", "test_acc", "lr", "train_seconds", "seconds", "extra"}
     for r in rows:
         assert set(r) == keys
         assert math.isfinite(r["loss"]) and r["loss"] > 0
         assert 0 <= r["train_acc"] <= 1 and 0 <= r["val_acc"] <= 1 and 0 <= r["test_acc"] <= 1
-        assert r["seconds"] >= 0
+        assert r["seconds"] >= r["train_seconds"] >= 0
     assert [r["lr"] for r in rows] == pytest.approx([0.1, 0.05, 0.025])  # the lr used during each epoch
     assert [r["extra"] for r in rows] == [10, 20, 30]
     assert seen[0] == (1, {"epoch", "loss", "train_acc", "val_acc", "test_acc", "lr"})
