@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run repro track test test-fast deploy mlflow-ui prefect-server benchmark clean-outputs
+.PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server benchmark benchmark-meta
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ repro: install
 track: install
 	lnlflow track
 
+# Every run of params.yaml `compare.runs` × `compare.seeds` on the pipeline's cached stage one, one table.
+compare: install
+	dvc repro
+	dvc repro compare/dvc.yaml
+	lnlflow track --compare
+	@echo
+	@cat outputs/comparison.md
+
 test: install
 	python -m pytest -q
 
@@ -56,3 +64,6 @@ mlflow-ui: install
 
 benchmark: install
 	python benchmarks/compare_methods.py --out benchmarks/results/digits_ce_ido.md
+
+benchmark-meta: install
+	python benchmarks/compare_all.py --runs benchmarks/meta_runs.yaml --out benchmarks/results/digits_meta_comparison.md

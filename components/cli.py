@@ -12,7 +12,7 @@ COMMANDS = {
     "track": "components.tracking",
     "summary": "components.summary",
 }
-TAKES_OPTIONS = ("stage2", "evaluate")  # see `lnlflow stage2 --help`
+TAKES_OPTIONS = ("stage2", "evaluate", "track")  # see `lnlflow stage2 --help`
 HELP = {
     "data": "materialise the dataset and its split (DVC stage)",
     "noise": "inject label noise into the training split (DVC stage)",

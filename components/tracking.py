@@ -134,21 +134,27 @@ def _champion(client, name: str) -> str | None:
         return None
 
 
+def _open(root: Path, params: Params, tag: str, digest: str):
+    """(client, experiment id, tracking URI, id of an existing run tagged `tag`=`digest` or None)."""
+    from mlflow import MlflowClient
+
+    uri = configure(root)
+    client = MlflowClient(uri)
+    experiment_id = _experiment_id(client, params.tracking.experiment, root)
+    previous = client.search_runs([experiment_id], f"tags.`{tag}` = '{digest}'", max_results=1)
+    return client, experiment_id, uri, previous[0].info.run_id if previous else None
+
+
 def track(root: Path, params: Params) -> dict[str, Any]:
     """Log the pipeline state in `root` as one MLflow run (unless already logged) and register its model."""
     digest, outs = lock_state(root)
     evaluation = read_json(root / paths.EVAL_METRICS)
     noise = read_json(root / paths.NOISE_MANIFEST)
-    uri = configure(root)
-
     import mlflow
-    from mlflow import MlflowClient
 
-    client = MlflowClient(uri)
-    experiment_id = _experiment_id(client, params.tracking.experiment, root)
-    previous = client.search_runs([experiment_id], f"tags.`dvc.lock_sha256` = '{digest}'", max_results=1)
+    client, experiment_id, uri, previous = _open(root, params, "dvc.lock_sha256", digest)
     if previous:
-        return {"run_id": previous[0].info.run_id, "new_run": False, "uri": uri}
+        return {"run_id": previous, "new_run": False, "uri": uri}
 
     run_name = f"{evaluation['method']}-{noise['kind']}-{noise['requested_rate']:g}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
@@ -182,9 +188,47 @@ def track(root: Path, params: Params) -> dict[str, Any]:
     return {"run_id": run.info.run_id, "new_run": True, "uri": uri, **registry}
 
 
-def main() -> None:
-    """`lnlflow track`: track the pipeline state of the current directory."""
+def track_comparison(root: Path, params: Params) -> dict[str, Any]:
+    """Log the comparison (compare/dvc.yaml) as one MLflow run, keyed by compare/dvc.lock (idempotent)."""
+    lock_path = root / "compare" / "dvc.lock"
+    if not lock_path.is_file() or not (root / paths.COMPARISON_MD).is_file():
+        raise LnlError("no comparison results: run `dvc repro compare/dvc.yaml` (or `make compare`) first")
+    digest = hashlib.sha256(lock_path.read_bytes()).hexdigest()
+    summary = read_json(root / paths.COMPARISON_METRICS)
+    import mlflow
+
+    _, experiment_id, uri, previous = _open(root, params, "compare.lock_sha256", digest)
+    if previous:
+        return {"run_id": previous, "new_run": False, "uri": uri}
+    with mlflow.start_run(experiment_id=experiment_id, run_name="comparison") as run:
+        mlflow.log_params(flatten({"compare": params.compare.model_dump(mode="json"),
+                                   "stage2": params.stage2.model_dump(mode="json"), "noise": params.noise.model_dump(mode="json")}))
+        mlflow.set_tags({"compare.lock_sha256": digest, "kind": "comparison"})
+        metrics = {}
+        for name, row in summary.items():
+            for key in ("test_acc_selected", "test_acc_last", "test_acc_labelfree_ensemble", "test_acc_oracle"):
+                if row.get(key):
+                    metrics[f"{name}/{key}_mean"], metrics[f"{name}/{key}_std"] = row[key]
+            metrics[f"{name}/train_seconds_per_epoch"] = row["train_seconds_per_epoch"]
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(root / paths.COMPARISON_MD), "comparison")
+        mlflow.log_artifact(str(root / paths.COMPARISON_METRICS), "comparison")
+    return {"run_id": run.info.run_id, "new_run": True, "uri": uri}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`lnlflow track [--compare]`: track the pipeline state (or the comparison) of the current directory."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="lnlflow track")
+    parser.add_argument("--compare", action="store_true", help="track the method comparison instead")
+    args = parser.parse_args(argv)
     root = Path.cwd()
+    if args.compare:
+        result = track_comparison(root, load_params(root / "params.yaml"))
+        state = "logged as" if result["new_run"] else "already logged as"
+        print(f"track: comparison {state} MLflow run {result['run_id']}")
+        return
     result = track(root, load_params(root / "params.yaml"))
     if not result["new_run"]:
         print(f"track: this pipeline state is already logged as MLflow run {result['run_id']} (nothing new)")

@@ -50,6 +50,7 @@ def results_markdown(metrics: dict[str, Any], noise: dict[str, Any], tracked: di
         ("noise", f"{noise['kind']}, requested {pct(noise['requested_rate'])}, actual {pct(metrics['actual_noise_rate'])}"),
         ("test accuracy (selected on validation)", pct(metrics["test_acc_selected"])),
         ("test accuracy (last epoch)", pct(metrics["test_acc_last"])),
+        ("test accuracy (label-free: lowest-CLID ensemble)", pct(metrics.get("test_acc_labelfree_ensemble"))),
         ("test accuracy (oracle best-on-test; optimistic)", pct(metrics["test_acc_oracle"])),
         ("noise-detection AUC (stage one)", auc),
         ("stages run (others cached)", ", ".join(s for s, r in ran.items() if r) or "none"),

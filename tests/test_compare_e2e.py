@@ -19,7 +19,7 @@ def ran(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-def test_compare_runs_every_method_once_and_adds_only_new_runs(tmp_path):
+def test_compare_runs_every_method_once_and_adds_only_new_runs(tmp_path, mlflow_db):
     ws = make_workspace(tmp_path / "ws", git=False)
     write_params(ws, compare={"seeds": [0, 1], "runs": {"ce": {"method": "ce"}, "mwnet-head": CHEAP}})
     run(["dvc", "repro"], ws)
@@ -35,6 +35,12 @@ def test_compare_runs_every_method_once_and_adds_only_new_runs(tmp_path):
         assert run_eval["method"] == "mwnet" and "test_acc_labelfree_ensemble" in run_eval
 
     assert ran(run(["dvc", "repro", "compare/dvc.yaml"], ws).stdout) == []
+    from components.config import load_params
+    from components.tracking import track_comparison
+
+    tracked = track_comparison(ws, load_params(ws / "params.yaml"))
+    assert tracked["new_run"] and track_comparison(ws, load_params(ws / "params.yaml"))["new_run"] is False
+
     write_params(ws, compare={"seeds": [0, 1], "runs": {"ce": {"method": "ce"}, "mwnet-head": CHEAP,
                                                        "clid": {"method": "clidmu", "clidmu.meta_set_size": 100}}})
     added = run(["dvc", "repro", "compare/dvc.yaml"], ws).stdout

@@ -29,6 +29,17 @@ class EndlessBatches:
         return self._queue.pop(0)
 
 
+def require_trusted_split(ctx: MethodContext, method: str) -> None:
+    """Methods whose meta loss reads labels need the validation split to keep its clean labels."""
+    from components.errors import LnlError
+
+    if ctx.params.noise.val_labels != "clean":
+        raise LnlError(f"stage2.method: '{method}' needs a trusted meta set with clean labels, "
+                       "but noise.val_labels is 'noisy'; set noise.val_labels: clean")
+    if len(ctx.splits.y_val) < 2:
+        raise LnlError(f"stage2.method: '{method}' needs at least 2 trusted validation samples")
+
+
 def make_meta_optimizer(kind: str, params: list[Tensor], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """Adam or plain SGD (no momentum) for the meta-parameters."""
     if kind == "adam":

@@ -13,9 +13,15 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from components.errors import LnlError
 from components.methods.base import MethodContext
-from components.methods.meta_common import EndlessBatches, MetaMethod, entropy, out_features, soft_label_kl
+from components.methods.meta_common import (
+    EndlessBatches,
+    MetaMethod,
+    entropy,
+    out_features,
+    require_trusted_split,
+    soft_label_kl,
+)
 
 
 class MetaLabelNet(MetaMethod):
@@ -23,11 +29,7 @@ class MetaLabelNet(MetaMethod):
 
     def __init__(self, ctx: MethodContext):
         cfg = ctx.params.stage2.metalabelnet
-        if ctx.params.noise.val_labels != "clean":
-            raise LnlError("stage2.method: 'metalabelnet' needs a trusted meta set with clean labels, "
-                           "but noise.val_labels is 'noisy'; set noise.val_labels: clean")
-        if len(ctx.splits.y_val) < 2:
-            raise LnlError("stage2.method: 'metalabelnet' needs at least 2 trusted validation samples")
+        require_trusted_split(ctx, "metalabelnet")
         self.cfg = cfg
         if cfg.feature_source == "frozen_warmup":
             self.encoder = copy.deepcopy(ctx.model).eval().requires_grad_(False)

@@ -7,9 +7,15 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from components.errors import LnlError
 from components.methods.base import MethodContext
-from components.methods.meta_common import EndlessBatches, MetaMethod, WeightNet, make_meta_optimizer, weighted_loss
+from components.methods.meta_common import (
+    EndlessBatches,
+    MetaMethod,
+    WeightNet,
+    make_meta_optimizer,
+    require_trusted_split,
+    weighted_loss,
+)
 
 
 class MWNet(MetaMethod):
@@ -17,9 +23,7 @@ class MWNet(MetaMethod):
 
     def __init__(self, ctx: MethodContext):
         cfg = ctx.params.stage2.mwnet
-        if ctx.params.noise.val_labels != "clean":
-            raise LnlError("stage2.method: 'mwnet' needs a trusted meta set with clean labels, "
-                           "but noise.val_labels is 'noisy'; set noise.val_labels: clean")
+        require_trusted_split(ctx, "mwnet")
         self.cfg = cfg
         self.wnet = WeightNet().to(ctx.device)
         phi = list(self.wnet.parameters())

@@ -15,21 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import truncnorm
 
+from components.config import NOISE_KINDS as CONFIG_NOISE_KINDS
 from components.errors import LnlError
 
 GENERATOR_VERSION = "1"
 RNG_NAME = "numpy.default_rng(PCG64)"
 
-NOISE_KINDS: tuple[str, ...] = (
-    "none",
-    "symmetric_exclusive",
-    "symmetric_inclusive",
-    "symmetric_inclusive_per_sample",
-    "symmetric_exclusive_exact",
-    "pairflip",
-    "classmap",
-    "instance",
-)
+NOISE_KINDS: tuple[str, ...] = CONFIG_NOISE_KINDS  # one list, owned by the params schema
 SAMPLINGS: tuple[str, ...] = ("exact", "per_sample")
 NAMED_CLASS_MAPS: dict[str, dict[int, int]] = {
     # Patrini et al.: truck->automobile, bird->airplane, deer->horse, cat<->dog.
