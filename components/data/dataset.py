@@ -18,6 +18,7 @@ class Dataset:
     y: np.ndarray
     classes: tuple[str, ...]
     pixel_max: float | None = None  # raw pixel scale of images (e.g. 16 for digits, 255 for photos)
+    trusted: np.ndarray | None = None  # rows whose labels the user vouches for: they become the validation split
 
     @property
     def n_classes(self) -> int:
@@ -50,6 +51,11 @@ def check_dataset(data: Dataset) -> Dataset:
         raise LnlError(f"{where}: class {names} has no samples")
     if not np.isfinite(data.X).all():
         raise LnlError(f"{where}: features contain NaN or infinite values")
+    if data.trusted is not None:
+        if data.trusted.shape != data.y.shape:
+            raise LnlError(f"{where}: 'trusted' must have one entry per sample ({data.y.size}), got {data.trusted.shape}")
+        if data.trusted.sum() < 2:
+            raise LnlError(f"{where}: 'trusted' marks {int(data.trusted.sum())} samples; the trusted split needs at least 2")
     return data
 
 

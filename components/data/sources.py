@@ -64,8 +64,18 @@ def _encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str)
     return np.array([lookup[str(v)] for v in raw], dtype=np.int64), names
 
 
+def _trusted_mask(raw: np.ndarray, where: str) -> np.ndarray:
+    values = np.asarray(raw)
+    if values.dtype == bool:
+        return values
+    if values.dtype.kind in "iuf" and np.isin(values, (0, 1)).all():
+        return values.astype(bool)
+    raise LnlError(f"{where}: 'trusted' must hold booleans or 0/1")
+
+
 def load_npz_source(cfg) -> Dataset:
-    """A user .npz with arrays `X` and `y` (optional `classes`: class names, index = label)."""
+    """A user .npz with arrays `X` and `y` (optional `classes`: class names, index = label; optional `trusted`:
+    a boolean mask of rows with verified labels, which then form the validation split)."""
     path = _existing(cfg, ".npz")
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -74,13 +84,14 @@ def load_npz_source(cfg) -> Dataset:
                 raise LnlError(f"data.path: {path.name} lacks array(s) {', '.join(sorted(missing))} (needs X and y)")
             X, y_raw = archive["X"], archive["y"]
             classes = tuple(str(c) for c in archive["classes"]) if "classes" in archive.files else None
+            trusted = _trusted_mask(archive["trusted"], "data.path") if "trusted" in archive.files else None
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise LnlError(f"data.path: cannot read {path.name} as .npz ({error})") from None
     if X.dtype.kind not in "biuf":
         raise LnlError(f"data.path: X must be numeric, got dtype {X.dtype}")
     X, pixel_max = _as_images_or_features(X)
     y, classes = _encode_labels(y_raw, classes, "data.path")
-    return Dataset(path.stem, X, y, classes, pixel_max)
+    return Dataset(path.stem, X, y, classes, pixel_max, trusted)
 
 
 def load_csv_source(cfg) -> Dataset:

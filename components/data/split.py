@@ -8,19 +8,25 @@ from components.errors import LnlError
 
 
 def stratified_split(
-    y: np.ndarray, *, n_classes: int, val_fraction: float, test_fraction: float, seed: int
+    y: np.ndarray, *, n_classes: int, val_fraction: float, test_fraction: float, seed: int,
+    trusted: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per class: shuffle, take round(n·test) for test and round(n·val) for val (each ≥ 1), rest train.
 
-    Returns sorted index arrays `train`, `val`, `test` into `y`.
+    With a `trusted` mask (rows whose labels the user vouches for), the validation split is exactly those
+    rows and the test/train split is drawn from the others. Returns sorted index arrays into `y`.
     """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    if trusted is not None:
+        parts["val"].append(np.flatnonzero(trusted))
+        val_fraction = 0.0
     for c in range(n_classes):
-        members = rng.permutation(np.flatnonzero(y == c))
+        candidates = np.flatnonzero((y == c) & ~trusted) if trusted is not None else np.flatnonzero(y == c)
+        members = rng.permutation(candidates)
         n = members.size
         n_test = max(1, int(round(n * test_fraction)))
-        n_val = max(1, int(round(n * val_fraction)))
+        n_val = max(1, int(round(n * val_fraction))) if trusted is None else 0
         if n - n_test - n_val < 1:
             raise LnlError(f"class {c} has only {n} samples: too few for a train/val/test split")
         parts["test"].append(members[:n_test])

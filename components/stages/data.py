@@ -15,7 +15,8 @@ def main() -> None:
     cfg = load_params().data
     dataset = load_dataset(cfg)
     split = stratified_split(
-        dataset.y, n_classes=dataset.n_classes, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed
+        dataset.y, n_classes=dataset.n_classes, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+        seed=cfg.seed, trusted=dataset.trusted,
     )
     with atomic_dir(paths.PREPARED) as out:
         np.savez(
@@ -36,6 +37,7 @@ def main() -> None:
             "pixel_max": dataset.pixel_max,
             "split": {name: int(idx.size) for name, idx in split.items()},
             "split_seed": cfg.seed,
+            "validation_split": "user-trusted rows" if dataset.trusted is not None else "stratified random",
             "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
             "sha256": sha256_file(out / paths.DATASET_NPZ.name),
         }

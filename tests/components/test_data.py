@@ -286,3 +286,29 @@ def test_split_too_small_class():
     y = np.array([0] * 20 + [1] * 2)
     with pytest.raises(LnlError, match="class 1 has only 2 samples"):
         _split(y)
+
+
+def test_npz_trusted_rows_become_the_validation_split(tmp_path):
+    from components.config import DataParams
+    from components.data import load_dataset, stratified_split
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    trusted = np.zeros(60, dtype=bool)
+    trusted[[0, 1, 20, 21, 40, 41]] = True
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(60, 4)), y=y, trusted=trusted)
+    data = load_dataset(DataParams(source="npz", path=str(tmp_path / "d.npz")))
+    split = stratified_split(data.y, n_classes=3, val_fraction=0.1, test_fraction=0.2, seed=0, trusted=data.trusted)
+    assert split["val"].tolist() == [0, 1, 20, 21, 40, 41]
+    assert not set(split["val"]) & (set(split["train"]) | set(split["test"]))
+    assert len(split["train"]) + len(split["test"]) == 54
+
+
+def test_npz_trusted_mask_is_checked(tmp_path):
+    from components.config import DataParams
+    from components.data import load_dataset
+    from components.errors import LnlError
+
+    np.savez(tmp_path / "d.npz", X=np.zeros((6, 2)), y=np.array([0, 0, 0, 1, 1, 1]), trusted=np.array([2, 0, 0, 0, 0, 0]))
+    with pytest.raises(LnlError, match="'trusted' must hold booleans or 0/1"):
+        load_dataset(DataParams(source="npz", path=str(tmp_path / "d.npz")))
