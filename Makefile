@@ -66,4 +66,4 @@ benchmark: install
 	python benchmarks/compare_methods.py --out benchmarks/results/digits_ce_ido.md
 
 benchmark-meta: install
-	python benchmarks/compare_all.py --runs benchmarks/meta_runs.yaml --out benchmarks/results/digits_meta_comparison.md
+	python benchmarks/compare_all.py --runs benchmarks/meta_runs.yaml --stage2-epochs 20 --out benchmarks/results/digits_meta_comparison.md

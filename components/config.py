@@ -132,8 +132,10 @@ class IdoParams(Section):
 class MetaParams(Section):
     """Shared one-step look-ahead settings of the meta-learning methods (metalabelnet, clidmu, mwnet)."""
 
-    interval: int = Field(1, ge=1, description="a meta update every k training steps (1 = every step)")
-    scope: Literal["full", "last_block", "head"] = Field("full", description="parameters the virtual step updates")
+    interval: int | None = Field(None, ge=1, description="a meta update every k steps; null = the method's default")
+    scope: Literal["full", "last_block", "head"] | None = Field(
+        None, description="parameters the virtual step updates; null = the method's default"
+    )
     grad: Literal["cheap_exact", "unrolled"] = Field("cheap_exact", description="two exact forms of one gradient")
     inner_lr: float | None = Field(None, gt=0, description="virtual SGD step size; default: the current LR")
     meta_batch_size: int = Field(100, ge=2)
@@ -156,7 +158,7 @@ class MetaLabelNetParams(Section):
 class ClidMuParams(Section):
     """CLID-MU (specs/clidmu.md §12): label-free meta loss on a fixed random subset of training images."""
 
-    host: Literal["vri", "wnet"] = "vri"
+    host: Literal["vri", "wnet"] = "wnet"
     meta_set_size: int = Field(1000, ge=2, description="training images whose labels are never read")
     tau: float = Field(0.5, gt=0)
     meta_optimizer: Literal["adam", "sgd"] = "adam"

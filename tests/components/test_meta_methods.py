@@ -72,7 +72,7 @@ def train(ctx: MethodContext, method: str, epochs: int) -> float:
 
 VARIANTS = {
     "metalabelnet": {"method": "metalabelnet"},
-    "clidmu-vri": {"method": "clidmu", "clidmu": {"meta_set_size": 300}},
+    "clidmu-vri": {"method": "clidmu", "clidmu": {"meta_set_size": 300, "host": "vri"}},
     "clidmu-wnet": {"method": "clidmu", "clidmu": {"meta_set_size": 300, "host": "wnet"}},
     "mwnet": {"method": "mwnet"},
 }
@@ -161,3 +161,17 @@ def test_bad_inputs_fail_before_training():
     for method in ("metalabelnet", "mwnet"):
         with pytest.raises(LnlError, match="trusted meta set with clean labels.*val_labels"):
             get_method(method)(context(splits, {"method": method}, noise={"val_labels": "noisy"}))
+
+
+@pytest.mark.parametrize(("stage2", "expected"), [
+    ({"method": "metalabelnet"}, ("full", 1)),
+    ({"method": "mwnet"}, ("full", 1)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100}}, ("head", 2)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": "vri"}}, ("full", 1)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100}, "meta": {"scope": "last_block", "interval": 3}},
+     ("last_block", 3)),
+])
+def test_meta_settings_default_per_method_and_can_be_overridden(stage2, expected):
+    method = get_method(stage2["method"])(context(blobs(n=200), stage2, base_epochs=1))
+    assert (method.scope, method.interval) == expected
+    assert method.meta_step.scope == expected[0]
