@@ -21,8 +21,8 @@ install: $(VENV)/.installed
 # Pinned, tested versions (requirements.lock); torch==2.13.0 resolves to the local CPU wheel.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 # The whole pipeline on params.yaml, then one MLflow run (+ model registration), then the summary.
