@@ -25,7 +25,7 @@ NOISE_KINDS = (
     "classmap",
     "instance",
 )
-METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet")  # keep in step with components.methods.REGISTRY (a test checks this)
+METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr")  # keep in step with components.methods.REGISTRY (a test checks this)
 
 
 class Section(BaseModel):
@@ -179,6 +179,31 @@ class MwnetParams(Section):
     normalize_weights: bool = True
 
 
+class GceParams(Section):
+    """Truncated GCE (specs/baselines.md): q, truncation threshold k, pruning schedule."""
+
+    q: float = Field(0.7, gt=0, le=1)
+    k: float = Field(0.5, gt=0, lt=1)
+    truncated: bool = True
+    prune_start: int = Field(40, ge=1, description="first epoch after which weights are recomputed")
+    prune_every: int = Field(10, ge=1)
+
+
+class SceParams(Section):
+    """Symmetric CE (specs/baselines.md): CIFAR-10 setting α = 0.1, β = 1, one-hot clamped at 1e-4."""
+
+    alpha: float = Field(0.1, ge=0)
+    beta: float = Field(1.0, ge=0)
+    rce_log_floor: float = Field(1e-4, gt=0, lt=1)
+
+
+class ElrParams(Section):
+    """ELR (specs/baselines.md): CIFAR-10 setting λ = 3, β = 0.7."""
+
+    lam: float = Field(3.0, ge=0)
+    beta: float = Field(0.7, ge=0, lt=1)
+
+
 class SelectionParams(Section):
     """Label-free checkpoint selection: lowest mean CLID on unlabelled training images (every method)."""
 
@@ -200,6 +225,9 @@ class Stage2Params(OptimParams):
     metalabelnet: MetaLabelNetParams = MetaLabelNetParams()
     clidmu: ClidMuParams = ClidMuParams()
     mwnet: MwnetParams = MwnetParams()
+    gce: GceParams = GceParams()
+    sce: SceParams = SceParams()
+    elr: ElrParams = ElrParams()
     selection: SelectionParams = SelectionParams()
 
     @field_validator("method")

@@ -10,6 +10,9 @@ REGISTRY: dict[str, str] = {
     "metalabelnet": "components.methods.metalabelnet:MetaLabelNet",
     "clidmu": "components.methods.clidmu:ClidMu",
     "mwnet": "components.methods.mwnet:MWNet",
+    "gce": "components.methods.gce:GCE",
+    "sce": "components.methods.sce:SCE",
+    "elr": "components.methods.elr:ELR",
 }
 
 
