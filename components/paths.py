@@ -48,9 +48,6 @@ class Stage2Outputs:
         folder = Path(folder)
         return cls(folder, folder / "log.tsv", folder / "stage2.json", folder / "eval.json")
 
-    def file(self, name: str) -> Path:
-        return self.dir / name
-
     @property
     def model_last(self) -> Path:
         return self.dir / MODEL_LAST.name

@@ -8,7 +8,7 @@ from components import paths
 from components.io import read_json
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
@@ -19,11 +19,11 @@ def render(root: Path) -> str:
     auc = "n/a (no noisy labels)" if ev["noise_auc"] is None else f"{ev['noise_auc']:.4f}"
     return "\n".join([
         f"lnlflow — {ev['method']} on {noise['dataset']} with {noise['kind']} noise",
-        f"  noise rate            requested {_pct(noise['requested_rate'])}, actual {_pct(ev['actual_noise_rate'])}",
-        f"  test accuracy         {_pct(ev['test_acc_selected'])}  (checkpoint selected on validation, epoch {ev['selected_epoch']})",
-        f"                        last epoch {_pct(ev['test_acc_last'])}; label-free (lowest-CLID ensemble) {_pct(ev.get('test_acc_labelfree_ensemble'))}",
-        f"                        oracle best-on-test {_pct(ev['test_acc_oracle'])} (optimistic, not a result)",
-        f"  noise-detection AUC   {auc}  (precision {_pct(ev['noise_precision'])}, recall {_pct(ev['noise_recall'])})",
+        f"  noise rate            requested {pct(noise['requested_rate'])}, actual {pct(ev['actual_noise_rate'])}",
+        f"  test accuracy         {pct(ev['test_acc_selected'])}  (checkpoint selected on validation, epoch {ev['selected_epoch']})",
+        f"                        last epoch {pct(ev['test_acc_last'])}; label-free (lowest-CLID ensemble) {pct(ev.get('test_acc_labelfree_ensemble'))}",
+        f"                        oracle best-on-test {pct(ev['test_acc_oracle'])} (optimistic, not a result)",
+        f"  noise-detection AUC   {auc}  (precision {pct(ev['noise_precision'])}, recall {pct(ev['noise_recall'])})",
         f"  label-issue report    {paths.LABEL_ISSUES}  (most probably wrong first)",
         f"  plots                 {paths.PLOTS}/",
         "",

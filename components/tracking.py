@@ -77,7 +77,7 @@ def _log_curves(mlflow, prefix: str, rows: list[dict[str, float]]) -> None:
         mlflow.log_metrics({f"{prefix}/{k}": v for k, v in row.items() if k != "epoch" and v == v}, step=step)
 
 
-def _log_model(mlflow, root: Path, name: str):
+def _log_model(mlflow, root: Path):
     """Log the selected model as a PyTorch model returning class probabilities, with signature and example."""
     import numpy as np
     import torch
@@ -175,7 +175,7 @@ def track(root: Path, params: Params) -> dict[str, Any]:
         mlflow.log_artifact(str(root / paths.LABEL_ISSUES), "reports")
         for extra in (paths.DATA_MANIFEST, paths.NOISE_MANIFEST, paths.EVAL_METRICS, Path("params.yaml"), Path("dvc.lock")):
             mlflow.log_artifact(str(root / extra), "pipeline")
-        info = _log_model(mlflow, root, params.tracking.model_name)
+        info = _log_model(mlflow, root)
         version_tags = {
             SELECTION_METRIC: f"{evaluation[SELECTION_METRIC]:.6f}",
             "test_acc_selected": f"{evaluation['test_acc_selected']:.6f}",
@@ -224,16 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare", action="store_true", help="track the method comparison instead")
     args = parser.parse_args(argv)
     root = Path.cwd()
+    params = load_params(root / "params.yaml")
     if args.compare:
-        result = track_comparison(root, load_params(root / "params.yaml"))
+        result = track_comparison(root, params)
         state = "logged as" if result["new_run"] else "already logged as"
         print(f"track: comparison {state} MLflow run {result['run_id']}")
         return
-    result = track(root, load_params(root / "params.yaml"))
+    result = track(root, params)
     if not result["new_run"]:
         print(f"track: this pipeline state is already logged as MLflow run {result['run_id']} (nothing new)")
         return
-    name = load_params(root / "params.yaml").tracking.model_name
+    name = params.tracking.model_name
     verb = "registered as new" if result["new_version"] else "already registered as"
     print(
         f"track: MLflow run {result['run_id']}; model {verb} version {result['version']} of '{name}'"

@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from components.config import Params, dump_params, load_params
 from components.io import read_json, write_text
+from components.summary import pct
 
 STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
 
@@ -43,7 +44,6 @@ def track_run(root: str) -> dict[str, Any]:
 
 def results_markdown(metrics: dict[str, Any], noise: dict[str, Any], tracked: dict[str, Any], ran: dict[str, bool]) -> str:
     """The results table shown as a Prefect artifact."""
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.2f} %"  # noqa: E731
     auc = "n/a" if metrics["noise_auc"] is None else f"{metrics['noise_auc']:.4f}"
     rows = [
         ("method", metrics["method"]),

@@ -54,7 +54,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     recorder = WrongEventRecorder(len(splits.y_train), cfg.epochs, device)
     selector = LabelWaveSelector(cfg.base_model_rule, cfg.epochs, len(splits.y_train))
-    state = {"epoch": 0}
+    state = {"epoch": 1}  # the epoch being trained; batch_loss records into it
 
     def batch_loss(idx: torch.Tensor):
         logits, _ = model(augment.weak(splits.x_train[idx]))
@@ -68,7 +68,6 @@ def main() -> None:
         state["epoch"] = epoch + 1
         return {"pred_change": float("nan") if change is None else change}
 
-    state["epoch"] = 1
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=None,
         batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label="stage1",
