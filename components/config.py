@@ -25,7 +25,7 @@ NOISE_KINDS = (
     "classmap",
     "instance",
 )
-METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr")  # keep in step with components.methods.REGISTRY (a test checks this)
+METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr", "coteaching", "dividemix")  # keep in step with components.methods.REGISTRY (a test checks this)
 
 
 class Section(BaseModel):
@@ -204,6 +204,38 @@ class ElrParams(Section):
     beta: float = Field(0.7, ge=0, lt=1)
 
 
+class CoteachingParams(Section):
+    """Co-teaching (specs/baselines.md): two networks, each trained on its peer's small-loss selection."""
+
+    forget_rate: float | Literal["noise_rate", "estimate"] = Field(
+        "noise_rate",
+        description="τ: noise_rate = noise.rate (the paper); estimate = stage one's wrong-event mixture; or a number",
+    )
+    num_gradual: int = Field(10, ge=1, description="T_k: epochs over which the forget rate ramps up")
+    exponent: float = Field(1.0, gt=0, description="c: the ramp goes from 0 to τ^c")
+
+    @field_validator("forget_rate")
+    @classmethod
+    def _rate(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0 <= value < 1:
+            raise ValueError("forget_rate must be in [0, 1), 'noise_rate' or 'estimate'")
+        return value
+
+
+class DivideMixParams(Section):
+    """DivideMix (specs/baselines.md): GMM co-divide + MixMatch; stage one is the warm-up."""
+
+    p_threshold: float = Field(0.5, gt=0, lt=1, description="clean probability above which a sample is labelled")
+    temperature: float = Field(0.5, gt=0, description="sharpening temperature T")
+    alpha: float = Field(4.0, gt=0, description="MixMatch Beta(α, α)")
+    lambda_u: float | None = Field(None, ge=0, description="unlabelled loss weight; null = the per-setting preset")
+    rampup_epochs: int = Field(16, ge=1, description="λ_u ramps up linearly over this many epochs")
+    loss_history: int | None = Field(None, ge=1, description="epochs of losses averaged for the GMM; null = 5 at ≥ 90% noise, else 1")
+    gmm_max_iter: int = Field(10, ge=1)
+    gmm_tol: float = Field(1e-2, gt=0)
+    gmm_reg_covar: float = Field(5e-4, gt=0)
+
+
 class SelectionParams(Section):
     """Label-free checkpoint selection: lowest mean CLID on unlabelled training images (every method)."""
 
@@ -220,6 +252,9 @@ class Stage2Params(OptimParams):
     method: str = "ido"
     epochs: int = Field(30, ge=1)
     lr_min: float = Field(1e-4, ge=0, description="cosine schedule floor")
+    init: Literal["base", "scratch"] | None = Field(
+        None, description="start from stage one's base model or a fresh network; null = the method's default"
+    )
     ido: IdoParams = IdoParams()
     meta: MetaParams = MetaParams()
     metalabelnet: MetaLabelNetParams = MetaLabelNetParams()
@@ -228,6 +263,8 @@ class Stage2Params(OptimParams):
     gce: GceParams = GceParams()
     sce: SceParams = SceParams()
     elr: ElrParams = ElrParams()
+    coteaching: CoteachingParams = CoteachingParams()
+    dividemix: DivideMixParams = DivideMixParams()
     selection: SelectionParams = SelectionParams()
 
     @field_validator("method")

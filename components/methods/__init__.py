@@ -13,6 +13,8 @@ REGISTRY: dict[str, str] = {
     "gce": "components.methods.gce:GCE",
     "sce": "components.methods.sce:SCE",
     "elr": "components.methods.elr:ELR",
+    "coteaching": "components.methods.coteaching:CoTeaching",
+    "dividemix": "components.methods.dividemix:DivideMix",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,18 +24,35 @@ class MethodContext:
     wrong_events: np.ndarray  # stage-one wrong-event counts per training sample
     device: torch.device
     optimizer: torch.optim.Optimizer  # the classifier's (meta methods read its current learning rate)
+    arch: dict[str, Any] | None = None  # the base model's architecture record (to build peer networks)
+    base_state: dict[str, Tensor] | None = None  # stage one's base-model weights
+    init: str = "base"  # how `model` was initialised: "base" (stage one's weights) or "scratch"
 
 
 class Stage2Method:
     """Subclasses implement `batch_loss`; the shared loop does the rest (optimiser, schedule, evaluation)."""
+
+    DEFAULT_INIT = "base"  # where training starts unless stage2.init says otherwise (as in the method's paper)
+    INITS: tuple[str, ...] = ("base", "scratch")  # the starts the method supports
 
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx
         self.model = ctx.model
         self.splits = ctx.splits
 
-    def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean loss of the batch `idx` (indices into the training split) and its train-view logits."""
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The network that is evaluated, selected and saved (an ensemble for two-network methods)."""
+        return self.model
+
+    def eval_arch(self, arch: dict[str, Any]) -> dict[str, Any]:
+        """The architecture record of `eval_model`, given the base model's."""
+        return arch
+
+    def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Mean loss of the batch `idx` (indices into the training split) and its train-view logits
+        (None when the method has no prediction for exactly these samples; train_acc then comes from
+        `on_epoch_end` or is left empty)."""
         raise NotImplementedError
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:

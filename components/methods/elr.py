@@ -13,6 +13,8 @@ from components.methods.robust_losses import elr_penalty
 class ELR(Stage2Method):
     """CE + λ·mean log(1 − ⟨p, t⟩); t is a per-sample moving average of the model's own predictions."""
 
+    DEFAULT_INIT = "scratch"  # as in the paper
+
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.cfg = ctx.params.stage2.elr

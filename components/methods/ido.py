@@ -19,6 +19,8 @@ from components.methods.mixtures import ClassWiseBetaMixture, ido_weights
 class IDO(Stage2Method):
     """Instance-level difficulty modelling and dynamic optimisation."""
 
+    INITS = ("base",)  # stage two continues from the base model (specs/ido.md §1)
+
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.cfg = ctx.params.stage2.ido

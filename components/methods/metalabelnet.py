@@ -27,6 +27,8 @@ from components.methods.meta_common import (
 class MetaLabelNet(MetaMethod):
     """Classifier + soft-label generator (Linear(d, C) + softmax) meta-learned on a clean meta set."""
 
+    INITS = ("base",)  # the warm-up model is the classifier's start and the frozen encoder
+
     # Exact by default: every cheaper setting measured lost more than a point on sym-60 (README: Results).
 
     def __init__(self, ctx: MethodContext):

@@ -1,4 +1,5 @@
-"""Two-component Beta mixtures over wrong-event counts, and the IDO per-sample weights (spec ido.md §4, §5.1).
+"""Two-component Beta mixtures over wrong-event counts, and the IDO per-sample weights (spec ido.md §4, §5.1);
+at the end, the two-Gaussian loss mixture of DivideMix's division.
 
 Component 0 is *clean* (few wrong events), component 1 is *noisy*. EM is the weighted method of moments of
 Arazo et al. (2019), run in float64 on the distinct normalised values with their multiplicities (identical to
@@ -316,3 +317,30 @@ class ClassWiseBetaMixture:
         }
 
     to_dict = state_dict
+
+
+# --------------------------------------------------------------------------- two-Gaussian mixture (DivideMix)
+
+
+def gaussian_clean_probability(
+    losses: np.ndarray, *, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4, seed: int = 0
+) -> np.ndarray:
+    """Posterior of the lower-mean component of a 2-component 1-D Gaussian mixture fitted to `losses`.
+
+    DivideMix's division (specs/baselines.md): the caller min-max normalises per-sample losses; the fit is
+    scikit-learn's EM with k-means initialisation (seeded), `max_iter` 10, `tol` 1e-2, `reg_covar` 5e-4.
+    """
+    import warnings
+
+    from sklearn.mixture import GaussianMixture
+
+    x = np.asarray(losses, dtype=np.float64).reshape(-1, 1)
+    if x.shape[0] < 2 or not np.all(np.isfinite(x)):
+        raise LnlError(f"gaussian_clean_probability: need at least 2 finite losses, got {x.shape[0]}")
+    if np.ptp(x) == 0:  # all losses equal: nothing separates the samples
+        return np.full(x.shape[0], 0.5)
+    gmm = GaussianMixture(n_components=2, max_iter=max_iter, tol=tol, reg_covar=reg_covar, random_state=seed)
+    with warnings.catch_warnings():  # 10 EM iterations often stop short of tol by design (as in DivideMix)
+        warnings.simplefilter("ignore")
+        gmm.fit(x)
+    return gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]

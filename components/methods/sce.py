@@ -11,6 +11,8 @@ from components.methods.robust_losses import sce_loss
 class SCE(Stage2Method):
     """CE plus reverse CE against the one-hot label clamped at `rce_log_floor`."""
 
+    DEFAULT_INIT = "scratch"  # as in the paper
+
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.ctx.params.stage2.sce
         logits, _ = self.model(self.ctx.augment.weak(self.splits.x_train[idx]))

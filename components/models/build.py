@@ -32,6 +32,10 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     """Instantiate the network described by an `architecture()` record."""
     from components.models.nets import MLP, SmallCNN
 
+    if arch["arch"] == "ensemble":
+        from components.models.ensemble import Ensemble
+
+        return Ensemble([build_model(member) for member in arch["members"]])
     shape = arch["input_shape"]
     if arch["arch"] == "mlp":
         return MLP(math.prod(shape), arch["n_classes"], hidden=arch["hidden"], dropout=arch["dropout"])

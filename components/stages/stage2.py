@@ -1,4 +1,4 @@
-"""DVC stage `stage2`: train the registered robust method from stage one's base model."""
+"""DVC stage `stage2`: train the registered robust method, from stage one's base model or from scratch."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from components.methods import get_method
 from components.evaluation.labelfree import LowestClidSelector
 from components.methods.base import MethodContext
 from components.methods.meta_common import unlabelled_subset
-from components.models import load_model_checkpoint, save_model_checkpoint
+from components.models import build_model, load_model_checkpoint, save_model_checkpoint
 from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
@@ -32,6 +32,14 @@ def labelfree_selector(cfg, splits, augment_cfg, seed: int) -> LowestClidSelecto
     pool = splits.x_train[unlabelled_subset(len(splits.y_train), cfg.pool_size, seed=seed + 2).to(splits.x_train.device)]
     transform = make_augmenter(augment_cfg, splits, seed + 3).strong if cfg.transform == "train_strong" else None
     return LowestClidSelector(pool, k=cfg.k, tau=cfg.tau, transform=transform)
+
+
+def resolve_init(requested: str | None, method_cls: type, method: str) -> str:
+    """stage2.init, or the method's default; a start the method cannot use is an error before any work."""
+    init = requested or method_cls.DEFAULT_INIT
+    if init not in method_cls.INITS:
+        raise LnlError(f"stage2.init: method '{method}' supports only {' | '.join(method_cls.INITS)} (got '{init}')")
+    return init
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,13 +89,19 @@ def main(argv: list[str] | None = None) -> None:
         raise LnlError(f"{paths.DYNAMICS}: stage-one samples do not match the prepared training split; run dvc repro")
     seed_everything(cfg.seed)
     model, checkpoint = load_model_checkpoint(paths.BASE_MODEL, device=device)
+    init = resolve_init(cfg.init, method_cls, cfg.method)
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    if init == "scratch":  # a fresh network of the same architecture, seeded by stage2.seed
+        model = build_model(checkpoint["arch"]).to(device)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ctx = MethodContext(
         model=model, splits=splits, augment=make_augmenter(params.augment, splits, cfg.seed), params=params,
         wrong_events=dynamics["wrong_events"].astype(np.int64), device=device, optimizer=optimizer,
+        arch=checkpoint["arch"], base_state=base_state, init=init,
     )
     method = method_cls(ctx)
+    model = method.eval_model  # what is evaluated, selected and saved (an ensemble for DivideMix)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
     best = {"val_acc": -1.0, "epoch": 0, "state": None}
     selector = labelfree_selector(cfg.selection, splits, params.augment, cfg.seed)
@@ -104,10 +118,11 @@ def main(argv: list[str] | None = None) -> None:
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler,
         batch_loss=method.batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
     )
-    arch = checkpoint["arch"]
+    arch = method.eval_arch(checkpoint["arch"])
     scores = method.noise_scores()
     summary = {
         "method": cfg.method,
+        "init": init,
         "seed": cfg.seed,
         "epochs": cfg.epochs,
         "selected_epoch": best["epoch"],

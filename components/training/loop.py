@@ -108,6 +108,7 @@ def train_epochs(
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        scored = 0  # samples whose train-view logits the method returned
         for step, idx in enumerate(batches(len(data.y_train), batch_size, generator, device)):
             loss, logits = batch_loss(idx)
             if not torch.isfinite(loss):
@@ -119,7 +120,9 @@ def train_epochs(
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(1) == data.y_train[idx]).sum()
+            if logits is not None:
+                correct += (logits.detach().argmax(1) == data.y_train[idx]).sum()
+                scored += len(idx)
         train_seconds = time.perf_counter() - start
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
@@ -127,7 +130,7 @@ def train_epochs(
         row = {
             "epoch": epoch,
             "loss": float(loss_sum) / len(data.y_train),
-            "train_acc": float(correct) / len(data.y_train),
+            "train_acc": float(correct) / scored if scored else float("nan"),
             "val_acc": accuracy(model, data.x_val, data.y_val),
             "test_acc": accuracy(model, data.x_test, data.y_test),
             "lr": lr,

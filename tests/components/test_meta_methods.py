@@ -58,7 +58,9 @@ def context(splits: TensorSplits, stage2: dict, *, seed: int = 0, base_epochs: i
                      batch_loss=ce, seed=seed, label="warm-up")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     wrong = np.zeros(len(splits.y_train), dtype=np.int64)
-    return MethodContext(model, splits, augment, params, wrong, torch.device("cpu"), optimizer)
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    return MethodContext(model, splits, augment, params, wrong, torch.device("cpu"), optimizer,
+                         arch=ARCH, base_state=base_state)
 
 
 def train(ctx: MethodContext, method: str, epochs: int) -> float:

@@ -1,0 +1,200 @@
+"""`dividemix`: co-divide with loss GMMs, then MixMatch on the labelled/unlabelled split (Li et al., ICLR 2020;
+specs/baselines.md). Stage one is the warm-up: both networks start from the base model.
+
+Every epoch begins with a division: each network's per-sample cross-entropy (eval mode, un-augmented), min-max
+normalised (averaged over the last `loss_history` epochs), is fitted by a 2-component GMM; a sample's clean
+probability is the posterior of the lower-mean component. Each network then trains on its peer's division:
+the batch's samples with clean probability above `p_threshold` are labelled (targets refined by that
+probability, sharpened), an equal number of unlabelled samples get co-guessed targets (4 predictions, sharpened),
+and MixMatch mixes them; loss = Lx + λ_u·ramp·Lu + a uniform-prior penalty.
+
+Deviation from the official loop, for the shared training loop: both networks take their step in the same
+optimiser step (their parameters are disjoint, so each gets exactly its own gradient), the batch's labelled
+part is the labelled samples among the loop's batch (one pass over the labelled set per epoch, as in the
+official code), and the unlabelled part is drawn, same size, from a seeded cycle over the unlabelled set.
+Prediction = the sum of both networks' logits (the saved model is that ensemble).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from components.methods.base import MethodContext, Stage2Method
+from components.methods.mixtures import gaussian_clean_probability
+from components.methods.two_networks import make_peer
+from components.models.ensemble import Ensemble, ensemble_architecture
+from components.training.loop import predict_logits
+
+ASYMMETRIC_KINDS = ("pairflip", "classmap")
+SYMMETRIC_KINDS = ("symmetric_exclusive", "symmetric_inclusive", "symmetric_inclusive_per_sample",
+                   "symmetric_exclusive_exact")
+
+
+def lambda_u_preset(kind: str, rate: float, n_classes: int) -> float:
+    """λ_u per setting, as the DivideMix protocol uses it (specs/baselines.md): 0 without noise, for asymmetric
+    noise and for ≤ 20 % symmetric noise; 50 at ≥ 90 % symmetric with ≤ 10 classes; 150 at ≥ 50 % symmetric
+    with more classes (these CIFAR-100 cells are unverified); 25 otherwise (also instance and real noise)."""
+    if kind not in SYMMETRIC_KINDS + ASYMMETRIC_KINDS + ("none",):  # e.g. instance or real noise: the default
+        return 25.0
+    if kind == "none" or kind in ASYMMETRIC_KINDS or rate <= 0.2:
+        return 0.0
+    if n_classes > 10 and rate >= 0.5:
+        return 150.0
+    if rate >= 0.9:
+        return 50.0
+    return 25.0
+
+
+def sharpen(p: Tensor, temperature: float) -> Tensor:
+    """p^(1/T), renormalised over classes."""
+    p = p ** (1.0 / temperature)
+    return p / p.sum(1, keepdim=True)
+
+
+def minmax(x: Tensor) -> Tensor:
+    """Scale to [0, 1] (a constant vector maps to zeros)."""
+    span = x.max() - x.min()
+    return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
+
+
+class CycledSubset:
+    """Batches of any size drawn without replacement from a fixed index set, reshuffled every pass (seeded)."""
+
+    def __init__(self, indices: Tensor, generator: torch.Generator):
+        self.indices, self.gen = indices, generator
+        self._order = indices[:0]
+
+    def take(self, n: int) -> Tensor:
+        out = []
+        while n > 0 and len(self.indices):
+            if not len(self._order):
+                perm = torch.randperm(len(self.indices), generator=self.gen).to(self.indices.device)
+                self._order = self.indices[perm]
+            out.append(self._order[:n])
+            n -= len(out[-1])
+            self._order = self._order[len(out[-1]):]
+        return torch.cat(out) if out else self.indices[:0]
+
+
+class DivideMix(Stage2Method):
+    """Two networks, GMM co-divide, label refinement, co-guessing, MixMatch."""
+
+    INITS = ("base",)  # the warm-up is stage one
+
+    def __init__(self, ctx: MethodContext):
+        super().__init__(ctx)
+        self.cfg = cfg = ctx.params.stage2.dividemix
+        noise = ctx.params.noise
+        self.lambda_u = cfg.lambda_u if cfg.lambda_u is not None else lambda_u_preset(
+            noise.kind, noise.rate, ctx.splits.n_classes)
+        self.history_len = cfg.loss_history or (5 if noise.kind != "none" and noise.rate >= 0.9 else 1)
+        self.peer = make_peer(ctx)
+        self.nets = (self.model, self.peer)
+        self.ensemble = Ensemble(list(self.nets))
+        seed = ctx.params.stage2.seed
+        self.gen = torch.Generator().manual_seed(seed + 11)  # MixMatch permutations and unlabelled cycles
+        self.rng = np.random.default_rng(seed + 12)  # MixMatch λ
+        n = len(ctx.splits.y_train)
+        self.history = [torch.zeros(0, n, device=ctx.device) for _ in self.nets]
+        batch = ctx.params.stage2.batch_size
+        self.epoch, self.steps = 1, 0
+        self.steps_per_epoch = max(1, min(-(-n // batch), n // 2))  # as components.training.loop.batches cuts
+        self._divide()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ensemble
+
+    def eval_arch(self, arch: dict) -> dict:
+        return ensemble_architecture(arch, 2)
+
+    # ------------------------------------------------------------------ division
+
+    def _divide(self) -> dict[str, float]:
+        """Fit each network's loss GMM; net k then trains on the division of its peer."""
+        x, y = self.splits.x_train, self.splits.y_train
+        self.clean_prob, train_correct = [], None
+        for k, net in enumerate(self.nets):
+            logits = predict_logits(net, x)
+            losses = minmax(F.cross_entropy(logits, y, reduction="none"))
+            self.history[k] = torch.cat([self.history[k], losses[None]])[-self.history_len:]
+            prob = gaussian_clean_probability(
+                self.history[k].mean(0).cpu().numpy(), max_iter=self.cfg.gmm_max_iter, tol=self.cfg.gmm_tol,
+                reg_covar=self.cfg.gmm_reg_covar, seed=self.ctx.params.stage2.seed,
+            )
+            self.clean_prob.append(torch.as_tensor(prob, dtype=torch.float32, device=y.device))
+            if k == 0:
+                train_correct = logits.argmax(1) == y
+        self.unlabelled = []
+        for k in range(2):
+            peer_prob = self.clean_prob[1 - k]
+            self.unlabelled.append(CycledSubset(torch.nonzero(peer_prob <= self.cfg.p_threshold).flatten(), self.gen))
+        return {
+            "train_acc": float(train_correct.float().mean()),  # eval-mode, first network, against the given labels
+            "labelled_fraction": float(np.mean([float((p > self.cfg.p_threshold).float().mean()) for p in self.clean_prob])),
+        }
+
+    # ------------------------------------------------------------------ training
+
+    def _ramp(self) -> float:
+        """λ_u's linear ramp over `rampup_epochs` epochs after the warm-up (fractional within an epoch)."""
+        progress = self.epoch - 1 + self.steps / self.steps_per_epoch
+        return float(np.clip(progress / self.cfg.rampup_epochs, 0.0, 1.0))
+
+    def _net_loss(self, k: int, idx: Tensor) -> Tensor | None:
+        """Network k's MixMatch loss on the batch, with its peer's division."""
+        net, peer, cfg = self.nets[k], self.nets[1 - k], self.cfg
+        peer_prob = self.clean_prob[1 - k]
+        labelled = idx[peer_prob[idx] > cfg.p_threshold]
+        if len(labelled) == 0:
+            return None
+        unlabelled = self.unlabelled[k].take(len(labelled))
+        aug, xs, n_classes = self.ctx.augment, self.splits.x_train, self.splits.n_classes
+        x1, x2 = aug.weak(xs[labelled]), aug.weak(xs[labelled])
+        u1, u2 = aug.weak(xs[unlabelled]), aug.weak(xs[unlabelled])
+        with torch.no_grad():
+            peer.eval()  # the peer guesses in eval mode; the trained network in train mode (as official)
+            w = peer_prob[labelled][:, None]
+            onehot = F.one_hot(self.splits.y_train[labelled], n_classes).float()
+            px = (torch.softmax(net(x1)[0].float(), 1) + torch.softmax(net(x2)[0].float(), 1)) / 2
+            targets_x = sharpen(w * onehot + (1 - w) * px, cfg.temperature)
+            if len(unlabelled):
+                pu = sum(torch.softmax(m(u)[0].float(), 1) for m in (net, peer) for u in (u1, u2)) / 4
+                targets_u = sharpen(pu, cfg.temperature)
+            else:
+                targets_u = onehot[:0]
+            peer.train()
+        inputs = torch.cat([x1, x2, u1, u2])
+        targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
+        lam = float(self.rng.beta(cfg.alpha, cfg.alpha))
+        lam = max(lam, 1 - lam)
+        perm = torch.randperm(len(inputs), generator=self.gen).to(inputs.device)
+        mixed_x = lam * inputs + (1 - lam) * inputs[perm]
+        mixed_t = lam * targets + (1 - lam) * targets[perm]
+        logits = net(mixed_x)[0].float()
+        n_x = 2 * len(labelled)
+        loss_x = -(F.log_softmax(logits[:n_x], 1) * mixed_t[:n_x]).sum(1).mean()
+        loss_u = ((torch.softmax(logits[n_x:], 1) - mixed_t[n_x:]) ** 2).mean() if len(unlabelled) else logits.sum() * 0
+        prior = torch.full((n_classes,), 1.0 / n_classes, device=logits.device)
+        mean_pred = torch.softmax(logits, 1).mean(0)
+        penalty = (prior * torch.log(prior / mean_pred)).sum()
+        return loss_x + self.lambda_u * self._ramp() * loss_u + penalty
+
+    def batch_loss(self, idx: Tensor) -> tuple[Tensor, None]:
+        losses = [loss for k in range(2) if (loss := self._net_loss(k, idx)) is not None]
+        self.steps += 1
+        if not losses:  # no sample of this batch is labelled for either network: a step that changes nothing
+            return torch.zeros((), device=idx.device, requires_grad=True), None
+        return sum(losses), None
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        self.steps = 0
+        self.epoch = epoch + 1
+        return {"lambda_u": self.lambda_u, **self._divide()}
+
+    def noise_scores(self) -> np.ndarray:
+        """1 − the mean of both networks' clean probabilities from the latest division."""
+        return (1 - (self.clean_prob[0] + self.clean_prob[1]) / 2).cpu().numpy().astype(np.float64)
