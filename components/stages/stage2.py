@@ -22,6 +22,7 @@ from components.models import build_model, load_model_checkpoint, save_model_che
 from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
+from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
 
 
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = params.stage2
     outputs = Stage2Outputs.inside(args.out) if args.out else Stage2Outputs()
     method_cls = get_method(cfg.method)
+    init = resolve_init(cfg.init, method_cls, cfg.method)
     device = pick_device(params.runtime)
+    runtime = resolve_runtime(params.runtime, device)
     arrays, y_noisy = load_prepared(), load_noisy()
     info = read_json(paths.DATA_MANIFEST)
     dynamics = read_npz(paths.DYNAMICS, ("wrong_events", "train_idx"))
@@ -89,10 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         raise LnlError(f"{paths.DYNAMICS}: stage-one samples do not match the prepared training split; run dvc repro")
     seed_everything(cfg.seed)
     model, checkpoint = load_model_checkpoint(paths.BASE_MODEL, device=device)
-    init = resolve_init(cfg.init, method_cls, cfg.method)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
     if init == "scratch":  # a fresh network of the same architecture, seeded by stage2.seed
         model = build_model(checkpoint["arch"]).to(device)
+    model = runtime.prepare(model)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ctx = MethodContext(
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler,
         batch_loss=method.batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
+        runtime=runtime,
     )
     arch = method.eval_arch(checkpoint["arch"])
     scores = method.noise_scores()
