@@ -62,7 +62,8 @@ def render(rows: list[dict], *, seeds: list[int]) -> str:
         ]) + " |")
     lines += ["", f"Test accuracy in %, mean ± std over seeds {seeds}. selected = checkpoint with the best validation "
               "accuracy; label-free ens. = sum of test logits of the k lowest-CLID epochs; oracle = best test accuracy "
-              "over epochs (chosen on the test set: optimistic). s / epoch = training time of a stage-two epoch, "
+              "over epochs (chosen on the test set: optimistic). s / epoch = training time of a stage-two epoch (batch "
+              "loop + the method's per-epoch work, e.g. DivideMix's division; evaluation excluded), "
               "× CE = ratio to the CE run measured in the same comparison."]
     return "\n".join(lines) + "\n"
 
