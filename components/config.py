@@ -74,13 +74,55 @@ class NoiseParams(Section):
         return self
 
 
+MODEL_ARCHS = ("mlp", "cnn", "preact_resnet18", "resnet34")  # plus timm:<name> / torchvision:<name> (optional extra)
+
+
+class NormalizeStats(Section):
+    """Fixed per-channel input statistics, in [0, 1] pixel units (e.g. ImageNet's for a pretrained backbone)."""
+
+    mean: list[float] = Field(..., min_length=1)
+    std: list[float] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> NormalizeStats:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
+        if min(self.std) <= 0:
+            raise ValueError("every std must be positive")
+        return self
+
+
 class ModelParams(Section):
     """The classifier; every architecture returns (logits, penultimate embedding)."""
 
-    arch: Literal["mlp", "cnn"] = "cnn"
+    arch: str = Field("cnn", description="mlp | cnn | preact_resnet18 | resnet34 | timm:<name> | torchvision:<name>")
     hidden: int = Field(256, ge=2, description="mlp: hidden width")
-    width: int = Field(32, ge=1, description="cnn: channels of the first block")
+    width: int | None = Field(None, ge=1, description="channels of the first stage; null = standard (cnn 32, ResNets 64)")
     dropout: float = Field(0.0, ge=0, lt=1)
+    normalize: Literal["none", "train"] | NormalizeStats = Field(
+        "none", description="per-channel (x − mean)/std after uint8 → [0, 1]: none, train (training-split statistics) or {mean, std}"
+    )
+    weights: str | None = Field(None, description="stage one starts from this local state_dict file (strict shape check)")
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("none", "train"):
+            raise ValueError("expected none, train or {mean: [...], std: [...]}")
+        if isinstance(value, dict):
+            try:
+                return NormalizeStats.model_validate(value)
+            except ValidationError as error:
+                parts = [(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in error.errors()]
+                raise ValueError("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in parts)) from None
+        return value
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        if value in MODEL_ARCHS or re.fullmatch(r"(timm|torchvision):[A-Za-z0-9_.\-]+", value):
+            return value
+        raise ValueError(f"unknown architecture '{value}'; choose one of {', '.join(MODEL_ARCHS)}, timm:<name> or torchvision:<name>")
 
 
 class AugmentParams(Section):
@@ -91,13 +133,24 @@ class AugmentParams(Section):
     cutout: float = Field(0.25, ge=0, lt=1, description="strong view: side of the erased square / image side")
     noise_std: float = Field(0.05, ge=0, description="weak-view additive noise (in input units)")
     strong_noise_std: float = Field(0.15, ge=0)
+    color_jitter: float = Field(0.0, ge=0, lt=1, description="strong view: brightness/contrast/saturation factors in 1 ± this")
 
 
 class RuntimeParams(Section):
-    """Where training runs."""
+    """Where training runs, and the GPU speed settings (all of them do nothing on the CPU)."""
 
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast of forward passes on CUDA (auto: if supported)")
+    channels_last: bool = Field(True, description="channels-last memory format for conv models on CUDA")
+    compile: bool = Field(False, description="torch.compile the model on CUDA (the meta step stays eager)")
+
+    @model_validator(mode="after")
+    def _check(self) -> RuntimeParams:
+        if self.device == "cpu" and (self.amp == "bf16" or self.compile):
+            option = "amp: bf16" if self.amp == "bf16" else "compile: true"
+            raise ValueError(f"{option} needs a GPU, but device is 'cpu' (use device: cuda or auto)")
+        return self
 
 
 class OptimParams(Section):

@@ -9,7 +9,8 @@ forms of the same gradient:
   constant (same gradient, lower memory; default).
 
 Virtual and meta forwards go through ``torch.func.functional_call`` with cloned buffers in train mode, so the
-real model's BatchNorm running statistics, its parameters and their ``.grad`` are never touched. The model's own
+real model's BatchNorm running statistics, its parameters and their ``.grad`` are never touched. They run in fp32
+(autocast off) and uncompiled, even when the ordinary step uses bf16 and ``torch.compile`` (``runtime``). The model's own
 in-place activations are tolerated by autograd (ReLU saves its output); new modules used inside the meta step
 should use out-of-place activations.
 """
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from components.errors import LnlError
+from components.training.runtime import eager
 
 SCOPES = ("full", "last_block", "head")
 META_GRADS = ("unrolled", "cheap_exact")
@@ -131,7 +133,7 @@ class MetaStep:
         params = dict(self.model.named_parameters())
         theta = [params[n].detach().requires_grad_(True) for n in self.names]  # fresh leaves: θ is never touched
         device_type = theta[0].device.type
-        with _train_mode(self.model), torch.autocast(device_type, enabled=False):
+        with _train_mode(self.model), eager(self.model), torch.autocast(device_type, enabled=False):
             g = self._inner_grad(inner_loss(self._forward(dict(zip(self.names, theta)))), theta)
             if self.mode == "unrolled":
                 theta_hat = [t - lr * gk for t, gk in zip(theta, g)]

@@ -14,34 +14,64 @@ from components.errors import LnlError
 from components.io import atomic_path
 
 
-def architecture(cfg, input_shape: tuple[int, ...], n_classes: int) -> dict[str, Any]:
-    """The plain-data record that fully determines a network (stored inside every checkpoint)."""
-    if cfg.arch == "cnn" and len(input_shape) != 3:
-        raise LnlError(f"model.arch: 'cnn' needs image data (C, H, W); this dataset has feature shape {tuple(input_shape)} — use 'mlp'")
-    return {
+DEFAULT_WIDTH = {"preact_resnet18": 64, "resnet34": 64}  # the standard widths; others (cnn, mlp): 32
+
+
+def architecture(cfg, input_shape: tuple[int, ...], n_classes: int, *, x_train: torch.Tensor | None = None) -> dict[str, Any]:
+    """The plain-data record that fully determines a network (stored inside every checkpoint).
+
+    `x_train` (the training split, uint8 or float) is read only for `model.normalize: train`.
+    """
+    from components.models.normalization import normalization_record
+
+    if cfg.arch != "mlp" and len(input_shape) != 3:
+        raise LnlError(f"model.arch: '{cfg.arch}' needs image data (C, H, W); this dataset has feature shape {tuple(input_shape)} — use 'mlp'")
+    record = {
         "arch": cfg.arch,
         "input_shape": [int(s) for s in input_shape],
         "n_classes": int(n_classes),
         "hidden": cfg.hidden,
-        "width": cfg.width,
+        "width": cfg.width if cfg.width is not None else DEFAULT_WIDTH.get(cfg.arch, 32),
         "dropout": cfg.dropout,
     }
+    normalize = normalization_record(cfg.normalize, tuple(input_shape), x_train)
+    if normalize is not None:
+        record["normalize"] = normalize
+    return record
 
 
-def build_model(arch: dict[str, Any]) -> nn.Module:
-    """Instantiate the network described by an `architecture()` record."""
+def build_model(arch: dict[str, Any], *, weights: str | Path | None = None) -> nn.Module:
+    """Instantiate the network described by an `architecture()` record.
+
+    `weights` (`model.weights`): a local state_dict to start from; for built-in archs it may lack the head
+    (which then keeps its fresh initialisation), for timm/torchvision ones it is the library's checkpoint.
+    """
+    from components.models.external import ExternalClassifier, is_external
     from components.models.nets import MLP, SmallCNN
+    from components.models.resnets import RESNETS, cifar_resnet
+    from components.models.weights import load_weights
 
     if arch["arch"] == "ensemble":
         from components.models.ensemble import Ensemble
 
         return Ensemble([build_model(member) for member in arch["members"]])
-    shape = arch["input_shape"]
-    if arch["arch"] == "mlp":
-        return MLP(math.prod(shape), arch["n_classes"], hidden=arch["hidden"], dropout=arch["dropout"])
-    if arch["arch"] == "cnn":
-        return SmallCNN(shape[0], shape[1], arch["n_classes"], width=arch["width"], dropout=arch["dropout"])
-    raise LnlError(f"unknown architecture '{arch['arch']}'")
+    shape, name, n_classes = arch["input_shape"], arch["arch"], arch["n_classes"]
+    common = {"dropout": arch["dropout"], "normalize": arch.get("normalize")}
+    if is_external(name):
+        return ExternalClassifier(name, n_classes, weights=weights, **common)
+    if name == "mlp":
+        model: nn.Module = MLP(math.prod(shape), n_classes, hidden=arch["hidden"], **common)
+    elif name == "cnn":
+        model = SmallCNN(shape[0], shape[1], n_classes, width=arch["width"], **common)
+    elif name in RESNETS:
+        model = cifar_resnet(name, shape[0], n_classes, width=arch["width"], **common)
+    else:
+        raise LnlError(f"unknown architecture '{name}'")
+    if weights is not None:
+        fresh = load_weights(model, weights, may_lack=("head.",))
+        if fresh:
+            print(f"model.weights: {weights}: the head was not in the file and starts freshly initialised")
+    return model
 
 
 def save_model_checkpoint(path: str | Path, arch: dict[str, Any], state_dict: dict[str, torch.Tensor], **meta: Any) -> None:

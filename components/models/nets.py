@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from components.models.classifier import Classifier
 
-class MLP(nn.Module):
+
+class MLP(Classifier):
     """Two hidden layers with BatchNorm; works on any input shape (flattened)."""
 
-    def __init__(self, in_features: int, n_classes: int, *, hidden: int = 256, dropout: float = 0.0):
-        super().__init__()
-        self.body = nn.Sequential(
+    def __init__(self, in_features: int, n_classes: int, *, hidden: int = 256, dropout: float = 0.0,
+                 normalize: dict[str, Any] | None = None):
+        body = nn.Sequential(
             nn.Flatten(),
             nn.Linear(in_features, hidden),
             nn.BatchNorm1d(hidden),
@@ -23,23 +26,18 @@ class MLP(nn.Module):
             nn.BatchNorm1d(hidden),
             nn.ReLU(),
         )
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, n_classes)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        embedding = self.body(x)
-        return self.head(self.drop(embedding)), embedding
+        super().__init__(body, nn.Linear(hidden, n_classes), dropout=dropout, normalize=normalize)
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Classifier):
     """Three conv-BN-ReLU blocks (width w, 2w, 4w), max-pooling while the map is ≥ 8 px, global average pool."""
 
-    def __init__(self, in_channels: int, image_size: int, n_classes: int, *, width: int = 32, dropout: float = 0.0):
-        super().__init__()
+    def __init__(self, in_channels: int, image_size: int, n_classes: int, *, width: int = 32, dropout: float = 0.0,
+                 normalize: dict[str, Any] | None = None):
         layers: list[nn.Module] = []
         size, c_in = image_size, in_channels
         for i, c_out in enumerate((width, 2 * width, 4 * width)):
@@ -49,13 +47,7 @@ class SmallCNN(nn.Module):
                 size = math.ceil(size / 2)
             c_in = c_out
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-        self.body = nn.Sequential(*layers)
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(4 * width, n_classes)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        embedding = self.body(x)
-        return self.head(self.drop(embedding)), embedding
+        super().__init__(nn.Sequential(*layers), nn.Linear(4 * width, n_classes), dropout=dropout, normalize=normalize)
 
 
 class ProbabilityHead(nn.Module):

@@ -14,6 +14,7 @@ from components.models.build import architecture
 from components.stages.common import load_noisy, load_prepared, run_stage
 from components.training.label_wave import LabelWaveSelector
 from components.training.loop import accuracy, pick_device, train_epochs
+from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
 
 
@@ -44,12 +45,13 @@ def main() -> None:
     params = load_params()
     cfg = params.stage1
     device = pick_device(params.runtime)
+    runtime = resolve_runtime(params.runtime, device)
     arrays, y_noisy = load_prepared(), load_noisy()
     info = read_json(paths.DATA_MANIFEST)
     seed_everything(cfg.seed)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
-    arch = architecture(params.model, tuple(splits.x_train.shape[1:]), info["n_classes"])
-    model = build_model(arch).to(device)
+    arch = architecture(params.model, tuple(splits.x_train.shape[1:]), info["n_classes"], x_train=splits.x_train)
+    model = runtime.prepare(build_model(arch, weights=params.model.weights).to(device))
     augment = make_augmenter(params.augment, splits, cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     recorder = WrongEventRecorder(len(splits.y_train), cfg.epochs, device)
@@ -70,7 +72,7 @@ def main() -> None:
 
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=None,
-        batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label="stage1",
+        batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label="stage1", runtime=runtime,
     )
     model.load_state_dict(selector.state)
     base_val = accuracy(model, splits.x_val, splits.y_val)

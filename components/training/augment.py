@@ -1,14 +1,24 @@
 """Batched augmentation on the training device: no per-sample Python work in the hot loop.
 
 Images (B, C, H, W): the weak view shifts by up to `crop_padding` pixels (zero-pad + random crop),
-optionally flips, and adds a little noise; the strong view adds cutout and stronger noise.
+optionally flips, and adds a little noise; the strong view adds colour jitter, cutout and stronger noise.
 Feature vectors (B, d): additive Gaussian noise (weak), plus 20 % feature dropout (strong).
+
+uint8 images stay uint8 through the geometric steps (shift, flip, cutout); the first photometric step (noise,
+jitter) turns them into floats in [0, 1], the scale the models' input layer gives uint8 pixels.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from components.models.classifier import PIXEL_MAX
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """uint8 pixels → float in [0, 1]; anything else unchanged."""
+    return x.to(torch.float32).div(PIXEL_MAX) if x.dtype == torch.uint8 else x
 
 
 class Augmenter:
@@ -25,6 +35,7 @@ class Augmenter:
     def _noise(self, x: Tensor, std: float) -> Tensor:
         if std == 0:
             return x
+        x = to_unit(x)
         noise = torch.randn(x.shape, generator=self.gen, device=x.device) * std
         return x + (noise * self.scale if self.scale is not None and x.ndim == 2 else noise)
 
@@ -46,6 +57,22 @@ class Augmenter:
             return x
         mask = self._rand(x.shape[0], device=x.device) < 0.5
         return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+    def _jitter(self, x: Tensor) -> Tensor:
+        """Per-image brightness, contrast and (3 channels) saturation factors drawn from 1 ± color_jitter."""
+        strength = self.cfg.color_jitter
+        if strength == 0:
+            return x
+        x = to_unit(x)
+        b = x.shape[0]
+        factors = 1 + strength * (2 * self._rand(3, b, device=x.device) - 1)
+        x = x * factors[0, :, None, None, None]
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * factors[1, :, None, None, None] + mean
+        if x.shape[1] == 3:
+            gray = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device)[:, None, None]).sum(1, keepdim=True)
+            x = (x - gray) * factors[2, :, None, None, None] + gray
+        return x.clamp(0, 1)
 
     def _cutout(self, x: Tensor) -> Tensor:
         frac = self.cfg.cutout
@@ -70,6 +97,6 @@ class Augmenter:
     def strong(self, x: Tensor) -> Tensor:
         """A harder view for two-view methods (IDO)."""
         if x.ndim == 4:
-            return self._noise(self._cutout(self._flip(self._shift(x))), self.cfg.strong_noise_std)
+            return self._noise(self._cutout(self._jitter(self._flip(self._shift(x)))), self.cfg.strong_noise_std)
         keep = (self._rand(*x.shape, device=x.device) >= 0.2).to(x.dtype)
         return self._noise(x * keep, self.cfg.strong_noise_std)

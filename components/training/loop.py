@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from components.errors import LnlError
+from components.training.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,13 @@ def train_epochs(
     after_epoch: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
     seed: int,
     label: str,
+    runtime: Runtime | None = None,
 ) -> list[dict[str, float]]:
     """Run `epochs` epochs; `batch_loss(idx)` returns (mean loss, train-view logits) for that batch.
+
+    `runtime` (components.training.runtime) runs each `batch_loss` under its autocast (bf16 on CUDA; nothing on
+    the CPU). A non-finite loss is recorded on the device and raised after the epoch's batch loop, naming the
+    first such batch, so the loop never waits for the GPU inside an epoch.
 
     Returns one row per epoch: epoch, loss, train_acc (against the given labels), val_acc, test_acc,
     lr, train_seconds (the batch loop alone), seconds (the whole epoch), plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
@@ -101,6 +108,7 @@ def train_epochs(
     """
     generator = torch.Generator().manual_seed(seed)
     device = data.x_train.device
+    autocast = runtime.autocast if runtime is not None else contextlib.nullcontext
     progress = Progress(label, epochs)
     rows: list[dict[str, float]] = []
     for epoch in range(1, epochs + 1):
@@ -109,20 +117,27 @@ def train_epochs(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         scored = 0  # samples whose train-view logits the method returned
+        first_bad = torch.zeros((), dtype=torch.long, device=device)  # 1-based batch of the first non-finite loss
+        bad_loss = torch.zeros((), device=device)
         for step, idx in enumerate(batches(len(data.y_train), batch_size, generator, device)):
-            loss, logits = batch_loss(idx)
-            if not torch.isfinite(loss):
-                raise LnlError(
-                    f"{label}: the loss became {float(loss)} at epoch {epoch}, batch {step + 1}; "
-                    "lower the learning rate or check the input features"
-                )
+            with autocast():
+                loss, logits = batch_loss(idx)
+            value = loss.detach()
+            new_bad = (first_bad == 0) & ~torch.isfinite(value)
+            first_bad = torch.where(new_bad, step + 1, first_bad)
+            bad_loss = torch.where(new_bad, value.float(), bad_loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += value * len(idx)
             if logits is not None:
                 correct += (logits.detach().argmax(1) == data.y_train[idx]).sum()
                 scored += len(idx)
+        if int(first_bad):
+            raise LnlError(
+                f"{label}: the loss became {float(bad_loss)} at epoch {epoch}, batch {int(first_bad)}; "
+                "lower the learning rate or check the input features"
+            )
         train_seconds = time.perf_counter() - start
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from components.models.classifier import PIXEL_MAX
 from components.training.augment import Augmenter
 from components.training.loop import TensorSplits
 
@@ -16,9 +17,15 @@ def seed_everything(seed: int) -> None:
 
 
 def make_splits(arrays: dict[str, np.ndarray], y_used: np.ndarray, n_classes: int, device: torch.device) -> TensorSplits:
-    """Train on `y_used` (noisy) labels; validate on `y_used` too (clean unless noise.val_labels=noisy); test on clean."""
+    """Train on `y_used` (noisy) labels; validate on `y_used` too (clean unless noise.val_labels=noisy); test on clean.
+
+    uint8 images (N, C, H, W) stay uint8 on the device (4× less memory than float32); the models' input layer
+    and the augmenter scale them to [0, 1] batch by batch. Other uint8 arrays become floats in [0, 1] here.
+    """
     X, y = arrays["X"], arrays["y"]
     tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
+    if X.dtype == np.uint8 and X.ndim != 4:
+        X = X.astype(np.float32) / PIXEL_MAX
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
