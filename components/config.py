@@ -24,7 +24,14 @@ NOISE_KINDS = (
     "pairflip",
     "classmap",
     "instance",
+)  # synthetic kinds (components.noise generators); `real` (below) reads labels that came with the data
+REAL_NOISE = "real"
+DATA_SOURCES = (
+    "digits", "npz", "csv", "cifar10", "cifar100", "mnist", "fashion_mnist", "image_folder",
+    "clothing1m", "mini_webvision", "animal10n", "food101n",
 )
+ROOT_SOURCES = DATA_SOURCES[3:]  # every source read from a folder (data.root)
+DECODED_SOURCES = ("clothing1m", "mini_webvision", "animal10n", "food101n")  # large photo sets: need data.image_size
 METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr", "coteaching", "dividemix")  # keep in step with components.methods.REGISTRY (a test checks this)
 
 
@@ -37,26 +44,48 @@ class Section(BaseModel):
 class DataParams(Section):
     """Where the data comes from and how it is split."""
 
-    source: Literal["digits", "npz", "csv"] = "digits"
+    source: Literal[DATA_SOURCES] = "digits"  # type: ignore[valid-type]
     path: str | None = Field(None, description="npz/csv file (required for those sources)")
     label_column: str = Field("label", description="csv: the column holding the class label")
+    root: str | None = Field(None, description="folder of a benchmark or image source (required for those)")
+    download: bool = Field(False, description="cifar10/cifar100: fetch the official archive into root if absent")
+    image_size: int | None = Field(None, ge=4, description="decoded images are resized to this square side")
+    labels_csv: str | None = Field(None, description="image_folder: CSV file,label[,trusted][,clean] for a flat folder")
+    food101_root: str | None = Field(None, description="food101n: the Food-101 folder (meta/test.txt, images/)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="trusted validation split, stratified")
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="ignored by sources with an official test set")
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> DataParams:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
-        if self.source in ("npz", "csv") and not self.path:
-            raise ValueError(f"source '{self.source}' needs data.path")
+        source = self.source
+        if source in ("npz", "csv") and not self.path:
+            raise ValueError(f"source '{source}' needs data.path")
+        if source in ROOT_SOURCES and not self.root:
+            raise ValueError(f"source '{source}' needs data.root (the dataset's folder)")
+        if source in DECODED_SOURCES and self.image_size is None:
+            raise ValueError(f"source '{source}' needs data.image_size (e.g. 32 or 64): its photos are decoded into one array")
+        misplaced = [
+            name for name, allowed in (
+                ("path", ("npz", "csv")), ("root", ROOT_SOURCES), ("download", ("cifar10", "cifar100")),
+                ("image_size", ("image_folder", *DECODED_SOURCES)), ("labels_csv", ("image_folder",)),
+                ("food101_root", ("food101n",)),
+            )
+            if getattr(self, name) not in (None, False) and source not in allowed
+        ]
+        if misplaced:
+            raise ValueError(f"{', '.join('data.' + m for m in misplaced)} not used by source '{source}' (remove or set to null)")
+        if source == "food101n" and not self.food101_root:
+            raise ValueError("source 'food101n' needs data.food101_root (Food-101, whose test split is the test set)")
         return self
 
 
 class NoiseParams(Section):
     """Synthetic label noise injected into the training split (see specs/noise.md)."""
 
-    kind: Literal[NOISE_KINDS] = "symmetric_exclusive"  # type: ignore[valid-type]
+    kind: Literal[(*NOISE_KINDS, REAL_NOISE)] = "symmetric_exclusive"  # type: ignore[valid-type]
     rate: float = Field(0.4, ge=0, lt=1)
     sampling: Literal["exact", "per_sample"] = Field("exact", description="pairflip/classmap only")
     class_map: str | dict[int, int] | None = Field(
@@ -65,12 +94,20 @@ class NoiseParams(Section):
     idn_norm_std: float = Field(0.1, gt=0)
     idn_pixel_scale: Literal["raw", "unit"] = Field("raw", description="instance: raw pixel values or [0,1]")
     val_labels: Literal["clean", "noisy"] = Field("clean", description="clean = a trusted validation split")
+    label_file: str | None = Field(None, description="real: CIFAR-10_human.pt / CIFAR-100_human.pt (CIFAR-N)")
+    label_set: str | None = Field(None, description="real + label_file: aggre, random1-3, worst (CIFAR-10N) or noisy (CIFAR-100N)")
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> NoiseParams:
         if self.kind == "classmap" and self.class_map is None:
             raise ValueError("kind 'classmap' needs noise.class_map")
+        if self.kind != REAL_NOISE and (self.label_file or self.label_set):
+            raise ValueError("noise.label_file / noise.label_set are only read by kind 'real'")
+        if self.label_file and not self.label_set:
+            raise ValueError("noise.label_file needs noise.label_set (e.g. aggre, worst, noisy)")
+        if self.label_set and not self.label_file:
+            raise ValueError("noise.label_set needs noise.label_file (the CIFAR-N .pt file)")
         return self
 
 
@@ -144,6 +181,7 @@ class RuntimeParams(Section):
     amp: Literal["auto", "bf16", "off"] = Field("auto", description="bf16 autocast of forward passes on CUDA (auto: if supported)")
     channels_last: bool = Field(True, description="channels-last memory format for conv models on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA (the meta step stays eager)")
+    checkpoint_every: int = Field(1, ge=0, description="write a resume checkpoint every N epochs (0 = off)")
 
     @model_validator(mode="after")
     def _check(self) -> RuntimeParams:

@@ -11,7 +11,13 @@ from components.errors import LnlError
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features or images as float32 (images channel-first, scaled to [0, 1]) and int64 labels."""
+    """Features as float32, images channel-first (float32 in [0, 1], or raw uint8 with pixel_max 255), int64 labels.
+
+    `y` is the ground truth where known (for rows whose clean label is unknown, the label the source gives).
+    Sources with their own real noisy labels set `y_given` (those labels) and `noise_truth` (per row: 1 the given
+    label is known wrong, 0 known right, -1 unknown). `test` marks an official test set, `trusted` rows form the
+    validation split.
+    """
 
     name: str
     X: np.ndarray
@@ -19,6 +25,11 @@ class Dataset:
     classes: tuple[str, ...]
     pixel_max: float | None = None  # raw pixel scale of images (e.g. 16 for digits, 255 for photos)
     trusted: np.ndarray | None = None  # rows whose labels the user vouches for: they become the validation split
+    test: np.ndarray | None = None  # rows of the official test set (then data.test_fraction is not used)
+    y_given: np.ndarray | None = None  # the source's own (noisy) labels; noise.kind 'real' trains on them
+    noise_truth: np.ndarray | None = None  # int8: 1 given label wrong, 0 right, -1 unknown (with y_given)
+    root: str | None = None  # folder the source was read from
+    files: tuple[tuple[str, str], ...] = ()  # (path relative to root, sha256) of every source file read
 
     @property
     def n_classes(self) -> int:
@@ -49,13 +60,23 @@ def check_dataset(data: Dataset) -> Dataset:
     if empty.size:
         names = ", ".join(f"{int(c)} ({data.classes[c]})" for c in empty[:5])
         raise LnlError(f"{where}: class {names} has no samples")
-    if not np.isfinite(data.X).all():
+    if data.X.dtype.kind == "f" and not np.isfinite(data.X).all():
         raise LnlError(f"{where}: features contain NaN or infinite values")
-    if data.trusted is not None:
-        if data.trusted.shape != data.y.shape:
-            raise LnlError(f"{where}: 'trusted' must have one entry per sample ({data.y.size}), got {data.trusted.shape}")
-        if data.trusted.sum() < 2:
-            raise LnlError(f"{where}: 'trusted' marks {int(data.trusted.sum())} samples; the trusted split needs at least 2")
+    for field in ("trusted", "test", "y_given", "noise_truth"):
+        value = getattr(data, field)
+        if value is not None and value.shape != data.y.shape:
+            raise LnlError(f"{where}: '{field}' must have one entry per sample ({data.y.size}), got {value.shape}")
+    if data.trusted is not None and data.trusted.sum() < 2:
+        raise LnlError(f"{where}: 'trusted' marks {int(data.trusted.sum())} samples; the trusted split needs at least 2")
+    if data.test is not None:
+        if not data.test.any() or data.test.all():
+            raise LnlError(f"{where}: the official test set must be a non-empty part of the data")
+        if data.trusted is not None and (data.test & data.trusted).any():
+            raise LnlError(f"{where}: {int((data.test & data.trusted).sum())} rows are both trusted and in the test set")
+    if data.y_given is not None and ((data.y_given < 0) | (data.y_given >= n_classes)).any():
+        raise LnlError(f"{where}: given labels outside [0, {n_classes})")
+    if (data.y_given is None) != (data.noise_truth is None):
+        raise LnlError(f"{where}: 'y_given' and 'noise_truth' come together")
     return data
 
 

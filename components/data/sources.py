@@ -1,4 +1,4 @@
-"""Dataset sources: the embedded digits set and user arrays (.npz or .csv)."""
+"""Dataset sources: the embedded digits set, user arrays (.npz or .csv), and the benchmark/image-folder modules."""
 
 from __future__ import annotations
 
@@ -126,8 +126,29 @@ def load_csv_source(cfg) -> Dataset:
     return Dataset(path.stem, X, y, classes, None)
 
 
+def _benchmark(module: str, loader: str) -> Callable[..., Dataset]:
+    """Import a benchmark source's module only when it is used."""
+
+    def load(cfg) -> Dataset:
+        import importlib
+
+        return getattr(importlib.import_module(f"components.data.{module}"), loader)(cfg)
+
+    load.__name__ = loader
+    return load
+
+
 SOURCES: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits_source,
     "npz": load_npz_source,
     "csv": load_csv_source,
+    "cifar10": _benchmark("cifar", "load_cifar10_source"),
+    "cifar100": _benchmark("cifar", "load_cifar100_source"),
+    "mnist": _benchmark("idx", "load_mnist_source"),
+    "fashion_mnist": _benchmark("idx", "load_fashion_mnist_source"),
+    "image_folder": _benchmark("image_folder", "load_image_folder_source"),
+    "clothing1m": _benchmark("clothing1m", "load_clothing1m_source"),
+    "mini_webvision": _benchmark("mini_webvision", "load_mini_webvision_source"),
+    "animal10n": _benchmark("animal10n", "load_animal10n_source"),
+    "food101n": _benchmark("food101n", "load_food101n_source"),
 }

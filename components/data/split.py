@@ -9,23 +9,28 @@ from components.errors import LnlError
 
 def stratified_split(
     y: np.ndarray, *, n_classes: int, val_fraction: float, test_fraction: float, seed: int,
-    trusted: np.ndarray | None = None,
+    trusted: np.ndarray | None = None, test: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Per class: shuffle, take round(n·test) for test and round(n·val) for val (each ≥ 1), rest train.
 
     With a `trusted` mask (rows whose labels the user vouches for), the validation split is exactly those
-    rows and the test/train split is drawn from the others. Returns sorted index arrays into `y`.
+    rows and the test/train split is drawn from the others. With a `test` mask (an official test set), the
+    test split is exactly those rows and val/train are drawn from the others (`test_fraction` is unused).
+    Returns sorted index arrays into `y`.
     """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
     if trusted is not None:
         parts["val"].append(np.flatnonzero(trusted))
         val_fraction = 0.0
+    taken = trusted if test is None else (test if trusted is None else trusted | test)
+    if test is not None:
+        parts["test"].append(np.flatnonzero(test))
     for c in range(n_classes):
-        candidates = np.flatnonzero((y == c) & ~trusted) if trusted is not None else np.flatnonzero(y == c)
+        candidates = np.flatnonzero((y == c) & ~taken) if taken is not None else np.flatnonzero(y == c)
         members = rng.permutation(candidates)
         n = members.size
-        n_test = max(1, int(round(n * test_fraction)))
+        n_test = max(1, int(round(n * test_fraction))) if test is None else 0
         n_val = max(1, int(round(n * val_fraction))) if trusted is None else 0
         if n - n_test - n_val < 1:
             raise LnlError(f"class {c} has only {n} samples: too few for a train/val/test split")

@@ -23,7 +23,8 @@ def write_label_issues(
     classes: Sequence[str],
     known_noisy: np.ndarray | None = None,
 ) -> None:
-    """CSV sorted by p_label_wrong (descending); `known_noisy` only when the noise was injected (ground truth)."""
+    """CSV sorted by p_label_wrong (descending); `known_noisy` (1/0, −1 = unknown, written empty) where there is
+    ground truth."""
     order = np.lexsort((index, -p_label_wrong))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -33,5 +34,5 @@ def write_label_issues(
     for i in order:
         row = [int(index[i]), int(given[i]), classes[given[i]], int(predicted[i]), classes[predicted[i]],
                f"{p_label_wrong[i]:.6f}", f"{p_given_model[i]:.6f}"]
-        writer.writerow(row + ([int(known_noisy[i])] if known_noisy is not None else []))
+        writer.writerow(row + ([int(known_noisy[i]) if known_noisy[i] >= 0 else ""] if known_noisy is not None else []))
     write_text(path, buffer.getvalue())

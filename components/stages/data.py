@@ -9,6 +9,7 @@ from components.config import load_params
 from components.data import load_dataset, stratified_split
 from components.io import atomic_dir, sha256_file, write_json
 from components.stages.common import run_stage
+from components.data.record import source_record
 
 
 def main() -> None:
@@ -16,8 +17,9 @@ def main() -> None:
     dataset = load_dataset(cfg)
     split = stratified_split(
         dataset.y, n_classes=dataset.n_classes, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-        seed=cfg.seed, trusted=dataset.trusted,
+        seed=cfg.seed, trusted=dataset.trusted, test=dataset.test,
     )
+    real = {"y_given": dataset.y_given, "noise_truth": dataset.noise_truth} if dataset.y_given is not None else {}
     with atomic_dir(paths.PREPARED) as out:
         np.savez(
             out / paths.DATASET_NPZ.name,
@@ -26,6 +28,7 @@ def main() -> None:
             train_idx=split["train"],
             val_idx=split["val"],
             test_idx=split["test"],
+            **real,
         )
         manifest = {
             "name": dataset.name,
@@ -38,8 +41,10 @@ def main() -> None:
             "split": {name: int(idx.size) for name, idx in split.items()},
             "split_seed": cfg.seed,
             "validation_split": "user-trusted rows" if dataset.trusted is not None else "stratified random",
+            "test_split": "official test set" if dataset.test is not None else "stratified random",
             "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
             "sha256": sha256_file(out / paths.DATASET_NPZ.name),
+            **source_record(dataset),
         }
         write_json(out / paths.DATA_MANIFEST.name, manifest)
     print(

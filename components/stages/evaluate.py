@@ -27,6 +27,15 @@ def stage_one_scores(wrong_events: np.ndarray, labels: np.ndarray, n_classes: in
     return mixture.predict(wrong_events, labels)[1]
 
 
+def noise_truth(tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label wrong, truth known) per training row: injected noise is known everywhere; real noise only where the
+    source gives a clean label (CIFAR-N: all; Clothing1M/Food-101N: a verified subset; ANIMAL-10N: none)."""
+    noisy = read_npz(paths.NOISY_NPZ, ("noisy_mask",))["noisy_mask"][tr].astype(bool)
+    with np.load(paths.NOISY_NPZ, allow_pickle=False) as archive:
+        known = archive["noise_known"][tr].astype(bool) if "noise_known" in archive.files else np.ones(tr.size, bool)
+    return noisy & known, known
+
+
 def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     """Every metric of one stage-two run (see metrics/eval.json), plus what the report and plots need."""
     arrays, y_noisy = load_prepared(), load_noisy()
@@ -42,14 +51,14 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     test_pred = predict_logits(selected, X[te]).argmax(1).numpy()
     oracle = max(log2, key=lambda r: r["test_acc"])
 
-    is_noisy = y_noisy[tr] != y[tr]
+    is_noisy, known = noise_truth(tr)
     wrong = read_npz(paths.DYNAMICS, ("wrong_events",))["wrong_events"].astype(np.int64)
     p_stage1 = stage_one_scores(wrong, y_noisy[tr], n_classes)
-    det1 = detection_metrics(is_noisy, p_stage1, threshold=threshold)
+    det1 = detection_metrics(is_noisy[known], p_stage1[known], threshold=threshold)
     p_wrong, det2 = p_stage1, None
     if outputs.scores.is_file():
         p_wrong = read_npz(outputs.scores, ("p_label_wrong",))["p_label_wrong"]
-        det2 = detection_metrics(is_noisy, p_wrong, threshold=threshold)
+        det2 = detection_metrics(is_noisy[known], p_wrong[known], threshold=threshold)
     labelfree = {}
     if outputs.labelfree.is_file():
         kept = read_npz(outputs.labelfree, ("epochs", "ensemble_test_logits"))
@@ -85,7 +94,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         },
     }
     probs_train = torch.softmax(predict_logits(selected, X[tr]), 1).numpy()
-    extras = {"tr": tr, "given": y_noisy[tr], "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy,
+    extras = {"tr": tr, "given": y_noisy[tr], "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy, "known": known,
               "classes": classes, "noise": noise, "wrong": wrong, "det1": det1, "log2": log2,
               "confusion": confusion_matrix(y[te], test_pred, n_classes)}
     return {"metrics": metrics, "extras": extras}
@@ -97,12 +106,12 @@ def write_report_and_plots(metrics: dict, ex: dict) -> None:
         write_label_issues(
             reports / paths.LABEL_ISSUES.name, index=ex["tr"], given=ex["given"], predicted=ex["probs_train"].argmax(1),
             p_label_wrong=ex["p_wrong"], p_given_model=ex["probs_train"][np.arange(len(ex["tr"])), ex["given"]],
-            classes=ex["classes"], known_noisy=ex["is_noisy"] if ex["noise"]["kind"] != "none" else None,
+            classes=ex["classes"], known_noisy=np.where(ex["known"], ex["is_noisy"], -1) if ex["noise"]["kind"] != "none" else None,
         )
         plot_confusion(ex["confusion"], ex["classes"], plot_dir / "confusion_matrix.png",
                        title=f"test confusion — {metrics['method']}, selected epoch {metrics['selected_epoch']}")
         auc = ex["det1"]["auc"]
-        plot_score_histogram(ex["wrong"].astype(float), ex["is_noisy"], plot_dir / "stage1_wrong_events.png",
+        plot_score_histogram(ex["wrong"][ex["known"]].astype(float), ex["is_noisy"][ex["known"]], plot_dir / "stage1_wrong_events.png",
                              xlabel="stage-one wrong events", title=f"noise scores (AUC {auc if auc is not None else float('nan'):.3f})")
         plot_learning_curves(read_tsv(paths.STAGE1_LOG), ex["log2"], plot_dir / "learning_curves.png", method=metrics["method"])
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from components import paths
-from components.config import load_params
+from components.config import REAL_NOISE, load_params
+from components.errors import LnlError
 from components.io import atomic_dir, read_json, sha256_file, write_json
 from components.noise import inject_noise
-from components.stages.common import load_prepared, run_stage
+from components.noise.real import cifar_n_labels, real_manifest
+from components.stages.common import load_prepared, read_npz, run_stage
 
 
 def _noisify(cfg, y: np.ndarray, X: np.ndarray, n_classes: int, pixel_max: float | None, seed: int):
     features = None
     if cfg.kind == "instance":
         features = X.reshape(len(X), -1).astype(np.float64)
-        if cfg.idn_pixel_scale == "raw" and pixel_max is not None:
+        if X.dtype == np.uint8:  # raw pixels already; unit scale divides by the pixel maximum
+            features = features / pixel_max if cfg.idn_pixel_scale == "unit" else features
+        elif cfg.idn_pixel_scale == "raw" and pixel_max is not None:
             features = features * pixel_max
     class_map = dict(cfg.class_map) if isinstance(cfg.class_map, dict) else cfg.class_map
     return inject_noise(
@@ -24,12 +30,57 @@ def _noisify(cfg, y: np.ndarray, X: np.ndarray, n_classes: int, pixel_max: float
     )
 
 
+def _real(cfg, data: dict[str, np.ndarray], n_classes: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Labels from noise.label_file (CIFAR-N) or the source's own; returns y_noisy, noise truth (-1/0/1), manifest."""
+    y, train, val = data["y"], data["train_idx"], data["val_idx"]
+    rows = np.concatenate([train, val]) if cfg.val_labels == "noisy" else train
+    given, truth = y.copy(), np.zeros(y.size, dtype=np.int8)
+    extra: dict = {"convention": "real/source labels"}
+    if cfg.label_file:
+        official = np.sort(np.concatenate([train, val]))  # the official training images, in file order
+        given[official], key = cifar_n_labels(cfg.label_file, cfg.label_set, y[official])
+        truth = (given != y).astype(np.int8)
+        extra = {"convention": f"real/{cfg.label_set}", "label_file": Path(cfg.label_file).name, "label_key": key,
+                 "label_file_sha256": sha256_file(cfg.label_file)}
+    else:
+        with np.load(paths.DATASET_NPZ, allow_pickle=False) as archive:
+            has_given = "y_given" in archive.files
+        if not has_given:
+            raise LnlError(
+                "noise.kind 'real' needs noise.label_file (CIFAR-N) or a data source with its own noisy labels "
+                "(image_folder with a clean column, clothing1m, mini_webvision, animal10n, food101n)"
+            )
+        source = read_npz(paths.DATASET_NPZ, ("y_given", "noise_truth"))
+        given, truth = source["y_given"], source["noise_truth"]
+    y_noisy = y.copy()
+    y_noisy[rows] = given[rows]
+    manifest = {"kind": REAL_NOISE, **extra, **real_manifest(y[train], y_noisy[train], truth[train], n_classes)}
+    if cfg.val_labels == "noisy":
+        manifest["val_realised_rate"] = real_manifest(y[val], y_noisy[val], truth[val], n_classes)["realised_rate"]
+    labelled = np.zeros(y.size, dtype=np.int8)
+    labelled[rows] = truth[rows]
+    return y_noisy, labelled, manifest
+
+
 def main() -> None:
     cfg = load_params().noise
     data = load_prepared()
     info = read_json(paths.DATA_MANIFEST)
     X, y, train = data["X"], data["y"], data["train_idx"]
     n_classes = info["n_classes"]
+    if cfg.kind == REAL_NOISE:
+        y_noisy, truth, manifest = _real(cfg, data, n_classes)
+        manifest.update(dataset=info["name"], split="after_split (train only)", source_hash=info["sha256"],
+                        val_labels=cfg.val_labels, seed=cfg.seed)
+        with atomic_dir(paths.NOISY) as out:
+            np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=truth == 1, noise_known=truth >= 0)
+            manifest["labels_sha256"] = sha256_file(out / paths.NOISY_NPZ.name)
+            write_json(out / paths.NOISE_MANIFEST.name, manifest)
+        rate = manifest["realised_rate"]
+        print(f"noise: real ({manifest['convention']}), measured rate "
+              f"{'unknown' if rate is None else f'{rate:.4f}'} on {len(train)} training labels "
+              f"({manifest['n_ground_truth']} with ground truth; validation labels: {cfg.val_labels})")
+        return
     y_noisy = y.copy()
     y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"], cfg.seed)
     manifest.update(

@@ -1,0 +1,54 @@
+"""What the data manifest records about a dataset's origin: root, official splits, array and file digests."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from components.data.dataset import Dataset
+
+MAX_LISTED_FILES = 100  # more source files than this are summarised by one digest
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes (C order)."""
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def files_digest(files: tuple[tuple[str, str], ...]) -> str:
+    """One sha256 over the sorted (path, sha256) pairs of the source files."""
+    return hashlib.sha256("".join(f"{name}\t{sha}\n" for name, sha in sorted(files)).encode()).hexdigest()
+
+
+def source_record(data: Dataset) -> dict:
+    """Manifest entries: source root, official split sizes, array digests, source files (or their digest)."""
+    record: dict = {
+        "source_root": data.root,
+        "arrays_sha256": {"X": array_sha256(data.X), "y": array_sha256(data.y)},
+        "dtype": str(data.X.dtype),
+    }
+    if data.test is not None or data.trusted is not None:
+        n_test = int(data.test.sum()) if data.test is not None else 0
+        n_val = int(data.trusted.sum()) if data.trusted is not None else 0
+        record["official_split"] = {
+            "train": int(data.y.size) - n_test - n_val,
+            "val": n_val if data.trusted is not None else None,
+            "test": n_test if data.test is not None else None,
+        }
+    if data.y_given is not None:
+        truth = data.noise_truth
+        record["arrays_sha256"]["y_given"] = array_sha256(data.y_given)
+        record["real_noise"] = {
+            "labels_known_right": int((truth == 0).sum()),
+            "labels_known_wrong": int((truth == 1).sum()),
+            "labels_unknown": int((truth == -1).sum()),
+        }
+    if data.files:
+        record["source_files_count"] = len(data.files)
+        record["source_files_digest"] = files_digest(data.files)
+        if len(data.files) <= MAX_LISTED_FILES:
+            record["source_files"] = [{"path": name, "sha256": sha} for name, sha in data.files]
+    return record
