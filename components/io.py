@@ -44,9 +44,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder; on success it becomes `path` (replacing any old one)."""
+    """Yield a fresh temporary folder; on success it becomes `path` (replacing any old one).
+
+    Leftovers of a writer that was killed (`kill -9`, a lost machine) are removed first; one writer per path at a
+    time is assumed (DVC's repository lock guarantees it for the stages).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

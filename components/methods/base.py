@@ -11,6 +11,7 @@ from torch import Tensor
 
 from components.training.augment import Augmenter
 from components.training.loop import TensorSplits
+from components.training.state import capture_attributes, restore_attributes
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Stage2Method:
 
     DEFAULT_INIT = "base"  # where training starts unless stage2.init says otherwise (as in the method's paper)
     INITS: tuple[str, ...] = ("base", "scratch")  # the starts the method supports
+    # Attributes left out of `state_dict`: the context, and the trained model (the loop checkpoints it).
+    STATE_SKIP: tuple[str, ...] = ("ctx", "splits", "model")
 
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx
@@ -58,6 +61,16 @@ class Stage2Method:
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Per-epoch bookkeeping (e.g. refitting a mixture); returns extra columns for the epoch log."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything training changes, for resume checkpoints: every attribute's tensors, arrays, generators,
+        networks, optimisers, counters and helper objects (components.training.state), except `STATE_SKIP`
+        and configuration. Subclasses extend `STATE_SKIP` with attributes rebuilt identically on resume."""
+        return capture_attributes(self, skip=self.STATE_SKIP)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` into a method built from the same context (networks and generators in place)."""
+        restore_attributes(self, state)
 
     def noise_scores(self) -> np.ndarray | None:
         """Per training sample, the probability that its given label is wrong — if the method has one."""

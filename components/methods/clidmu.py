@@ -33,6 +33,7 @@ class ClidMu(MetaMethod):
     # wnet: head-only virtual step every 2nd step stayed within a point of exact at ≤ 2× CE on digits; for the
     # VRI host no cheaper setting measured did (README: Results), so it defaults to the exact one.
     DEFAULTS = {"wnet": ("head", 2), "vri": ("full", 1)}
+    STATE_SKIP = MetaMethod.STATE_SKIP + ("meta_images",)  # a fixed seeded subset of the training images
 
     def __init__(self, ctx: MethodContext):
         cfg = ctx.params.stage2.clidmu

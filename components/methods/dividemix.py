@@ -83,6 +83,7 @@ class DivideMix(Stage2Method):
     """Two networks, GMM co-divide, label refinement, co-guessing, MixMatch."""
 
     INITS = ("base",)  # the warm-up is stage one
+    STATE_SKIP = Stage2Method.STATE_SKIP + ("nets", "ensemble")  # both networks are checkpointed as model and peer
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)

@@ -56,6 +56,7 @@ class MetaMethod(Stage2Method):
 
     DEFAULT_SCOPE = "full"
     DEFAULT_INTERVAL = 1
+    STATE_SKIP = Stage2Method.STATE_SKIP + ("meta_step",)  # references to the model and φ only
 
     def __init__(self, ctx: MethodContext, phi: list[Tensor], meta_optimizer: torch.optim.Optimizer,
                  *, clone_buffers: bool = True):

@@ -28,6 +28,7 @@ class MetaLabelNet(MetaMethod):
     """Classifier + soft-label generator (Linear(d, C) + softmax) meta-learned on a clean meta set."""
 
     INITS = ("base",)  # the warm-up model is the classifier's start and the frozen encoder
+    STATE_SKIP = MetaMethod.STATE_SKIP + ("encoder",)  # the frozen base model (rebuilt) or the model itself
 
     # Exact by default: every cheaper setting measured lost more than a point on sym-60 (README: Results).
 

@@ -13,16 +13,39 @@ from components import paths
 from components.errors import LnlError
 
 
+def _distributed():
+    """components.training.distributed if a training stage loaded it (the other stages never import torch)."""
+    return sys.modules.get("components.training.distributed")
+
+
+def _label(name: str) -> str:
+    rank = _distributed().current().rank if _distributed() else 0
+    return f"lnlflow {name}" + (f" (rank {rank})" if rank else "")
+
+
 def run_stage(name: str, main: Callable[[], None]) -> int:
-    """Run a stage's main; a user error prints one `error:` line and exits 2, never a traceback."""
+    """Run a stage's main; a user error prints one `error:` line and exits 2, never a traceback.
+
+    Under torchrun, ranks other than 0 name themselves, a lost peer (a failed or timed-out collective) is one
+    line and exit 1, and the process group is left at the end whatever happened.
+    """
     try:
         main()
     except LnlError as error:
-        print(f"lnlflow {name}: error: {error}", file=sys.stderr)
+        print(f"{_label(name)}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"lnlflow {name}: interrupted; no outputs were written", file=sys.stderr)
+        print(f"{_label(name)}: interrupted; no outputs were written", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not (_distributed() and _distributed().is_peer_failure(error)):
+            raise
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"{_label(name)}: error: lost contact with the other training processes ({detail})", file=sys.stderr)
+        return 1
+    finally:
+        if _distributed():
+            _distributed().shutdown()
     return 0
 
 

@@ -12,6 +12,8 @@ from components.io import atomic_dir, read_json, write_json, write_tsv
 from components.models import build_model, save_model_checkpoint
 from components.models.build import architecture
 from components.stages.common import load_noisy, load_prepared, run_stage
+from components.training import distributed
+from components.training.checkpoint import stage_checkpoint
 from components.training.label_wave import LabelWaveSelector
 from components.training.loop import accuracy, pick_device, train_epochs
 from components.training.runtime import resolve_runtime
@@ -36,6 +38,16 @@ class WrongEventRecorder:
         self.preds[epoch - 1, idx] = pred
         self.losses[epoch - 1, idx] = losses.detach().float()
 
+    def share(self, epoch: int, idx: torch.Tensor, labels: torch.Tensor, dist: distributed.Distributed) -> None:
+        """Under DDP, after the epoch: the rows other ranks trained (`idx`: this rank's), and their wrong events."""
+        if not dist.active:
+            return
+        foreign = torch.ones_like(labels, dtype=torch.bool)
+        foreign[idx] = False
+        dist.sync_rows(self.preds[epoch - 1], idx)
+        dist.sync_rows(self.losses[epoch - 1], idx)
+        self.wrong += ((self.preds[epoch - 1] != labels) & foreign).int()
+
     def prediction_change(self, epoch: int) -> int | None:
         """#samples whose prediction changed since the previous epoch (None at epoch 1)."""
         return None if epoch < 2 else int((self.preds[epoch - 1] != self.preds[epoch - 2]).sum())
@@ -44,7 +56,8 @@ class WrongEventRecorder:
 def main() -> None:
     params = load_params()
     cfg = params.stage1
-    device = pick_device(params.runtime)
+    dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group
+    device = dist.device
     runtime = resolve_runtime(params.runtime, device)
     arrays, y_noisy = load_prepared(), load_noisy()
     info = read_json(paths.DATA_MANIFEST)
@@ -54,26 +67,43 @@ def main() -> None:
     model = runtime.prepare(build_model(arch, weights=params.model.weights).to(device))
     augment = make_augmenter(params.augment, splits, cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainer = dist.wrap(model)  # DDP (global-batch BatchNorm) under torchrun; `model` itself otherwise
+    view = distributed.ShardedAugmenter(augment, dist) if dist.active else augment
     recorder = WrongEventRecorder(len(splits.y_train), cfg.epochs, device)
     selector = LabelWaveSelector(cfg.base_model_rule, cfg.epochs, len(splits.y_train))
     state = {"epoch": 1}  # the epoch being trained; batch_loss records into it
+    mine: list[torch.Tensor] = []  # the samples this rank trained in the current epoch
 
     def batch_loss(idx: torch.Tensor):
-        logits, _ = model(augment.weak(splits.x_train[idx]))
+        logits, _ = trainer(view.weak(splits.x_train[idx]))
         losses = F.cross_entropy(logits, splits.y_train[idx], reduction="none")
         recorder.record(state["epoch"], idx, logits, splits.y_train[idx], losses)
+        mine.append(idx)
         return losses.mean(), logits
 
     def after_epoch(epoch: int, row: dict) -> dict:
+        recorder.share(epoch, torch.cat(mine), splits.y_train, dist)
+        mine.clear()
         change = recorder.prediction_change(epoch)
         selector.update(epoch, change, model)
         state["epoch"] = epoch + 1
         return {"pred_change": float("nan") if change is None else change}
 
+    resume = stage_checkpoint("stage1", params, sections=("model", "augment", "runtime", "stage1"),
+                              inputs=(paths.PREPARED, paths.NOISY),
+                              parts={"augment": augment, "recorder": recorder, "selector": selector, "state": state})
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=None,
         batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label="stage1", runtime=runtime,
+        checkpointer=resume, dist=dist,
     )
+    if dist.is_main():  # one writer; the other ranks wait for it
+        write_outputs(model, selector, recorder, rows, arrays, arch, cfg, splits, resume)
+    dist.barrier()
+
+
+def write_outputs(model, selector, recorder, rows, arrays, arch, cfg, splits, resume) -> None:
+    """The base model, per-sample dynamics, log and metrics (rank 0 only), then drop the resume checkpoint."""
     model.load_state_dict(selector.state)
     base_val = accuracy(model, splits.x_val, splits.y_val)
     with atomic_dir(paths.STAGE1) as out:
@@ -99,6 +129,7 @@ def main() -> None:
             "mean_wrong_events": float(recorder.wrong.float().mean()),
         },
     )
+    resume.discard()  # the outputs exist: nothing left to resume
     print(f"stage1: base model = epoch {selector.selected_epoch} ({cfg.base_model_rule}), val_acc {base_val:.4f}")
 
 

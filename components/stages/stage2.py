@@ -21,10 +21,32 @@ from components.methods.base import MethodContext
 from components.methods.meta_common import unlabelled_subset
 from components.models import build_model, load_model_checkpoint, save_model_checkpoint
 from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
+from components.training import distributed
+from components.training.checkpoint import stage_checkpoint
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
 from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
+
+
+# Methods that run under torchrun: their per-sample state (attributes indexed by training sample) is shared
+# after every epoch, their per-epoch sums are added over ranks. Two-network and meta methods need whole-batch
+# decisions or functional calls on the raw network, and are single-process only.
+DDP_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ce": {}, "sce": {}, "gce": {}, "elr": {"rows": ("targets",)}, "ido": {"rows": ("counts",), "sums": ("_sums",)},
+}
+
+
+def share_method_state(method, name: str, idx: torch.Tensor, dist: distributed.Distributed) -> None:
+    """Under DDP, after an epoch's batches: every rank gets the rows others trained and the summed statistics."""
+    if not dist.active:
+        return
+    for attr in DDP_METHODS[name].get("rows", ()):
+        dist.sync_rows(getattr(method, attr), idx)
+    for attr in DDP_METHODS[name].get("sums", ()):
+        value = getattr(method, attr)
+        summed = dist.all_sum(torch.as_tensor(value))
+        value[:] = summed.numpy() if isinstance(value, np.ndarray) else summed
 
 
 def labelfree_selector(cfg, splits, augment_cfg, seed: int) -> LowestClidSelector | None:
@@ -42,6 +64,11 @@ def resolve_init(requested: str | None, method_cls: type, method: str) -> str:
     if init not in method_cls.INITS:
         raise LnlError(f"stage2.init: method '{method}' supports only {' | '.join(method_cls.INITS)} (got '{init}')")
     return init
+
+
+def checkpoint_name(out: Path | None) -> str:
+    """The pipeline's stage-two checkpoint, or one per comparison-run folder (`--out`)."""
+    return "stage2" if out is None else "stage2/" + Path(out).as_posix().strip("/").replace("/", "__")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     outputs = Stage2Outputs.inside(args.out) if args.out else Stage2Outputs()
     method_cls = get_method(cfg.method)
     init = resolve_init(cfg.init, method_cls, cfg.method)
-    device = pick_device(params.runtime)
+    if distributed.requested_world() > 1 and cfg.method not in DDP_METHODS:
+        raise LnlError(f"stage2.method: '{cfg.method}' runs in one process only; under torchrun use one of "
+                       f"{', '.join(DDP_METHODS)}")
+    dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group
+    device = dist.device
     runtime = resolve_runtime(params.runtime, device)
     arrays, y_noisy = load_prepared(), load_noisy()
     info = read_json(paths.DATA_MANIFEST)
@@ -99,18 +130,28 @@ def main(argv: list[str] | None = None) -> None:
     model = runtime.prepare(model)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ctx = MethodContext(
-        model=model, splits=splits, augment=make_augmenter(params.augment, splits, cfg.seed), params=params,
+    augment = make_augmenter(params.augment, splits, cfg.seed)
+    ctx = MethodContext(  # under torchrun the method trains the DDP wrapper on views of its shard
+        model=dist.wrap(model), splits=splits, params=params,
+        augment=distributed.ShardedAugmenter(augment, dist) if dist.active else augment,
         wrong_events=dynamics["wrong_events"].astype(np.int64), device=device, optimizer=optimizer,
         arch=checkpoint["arch"], base_state=base_state, init=init,
     )
     method = method_cls(ctx)
-    model = method.eval_model  # what is evaluated, selected and saved (an ensemble for DivideMix)
+    model = distributed.unwrap(method.eval_model)  # what is evaluated, selected and saved (an ensemble for DivideMix)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
     best = {"val_acc": -1.0, "epoch": 0, "state": None}
     selector = labelfree_selector(cfg.selection, splits, params.augment, cfg.seed)
 
+    mine: list[torch.Tensor] = []  # the samples this rank trained in the current epoch
+
+    def batch_loss(idx: torch.Tensor):
+        mine.append(idx)
+        return method.batch_loss(idx)
+
     def after_epoch(epoch: int, row: dict) -> dict:
+        share_method_state(method, cfg.method, torch.cat(mine), dist)
+        mine.clear()
         start = time.perf_counter()
         extra = method.on_epoch_end(epoch)  # the method's own per-epoch work (mixture refits, DivideMix's division)
         extra["method_seconds"] = time.perf_counter() - start
@@ -120,11 +161,23 @@ def main(argv: list[str] | None = None) -> None:
             extra["pool_clid"] = selector.update(epoch, model, splits.x_test)
         return extra
 
+    resume = stage_checkpoint(
+        checkpoint_name(args.out), params, sections=("augment", "runtime", "stage2", "noise"),
+        inputs=(paths.PREPARED, paths.NOISY, paths.STAGE1), label="stage2",
+        parts={"augment": augment, "method": method, "best": best, "selector": selector},
+    )
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler,
-        batch_loss=method.batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
-        runtime=runtime,
+        batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
+        runtime=runtime, checkpointer=resume, dist=dist,
     )
+    if dist.is_main():  # one writer; the other ranks wait for it
+        write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, outputs, resume)
+    dist.barrier()
+
+
+def write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, outputs, resume) -> None:
+    """Models, noise scores, label-free selection, log and metrics (rank 0 only), then drop the resume checkpoint."""
     arch = method.eval_arch(checkpoint["arch"])
     scores = method.noise_scores()
     summary = {
@@ -157,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     if not outputs.log.is_relative_to(outputs.dir):
         write_tsv(outputs.log, rows)
         write_json(outputs.metrics, summary)
+    resume.discard()  # the outputs exist: nothing left to resume
     print(f"stage2/{cfg.method}: last val_acc {rows[-1]['val_acc']:.4f}, best {best['val_acc']:.4f} at epoch {best['epoch']}")
 
 

@@ -8,12 +8,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from components.errors import LnlError
+from components.training.distributed import Distributed
 from components.training.runtime import Runtime
+
+if TYPE_CHECKING:
+    from components.training.checkpoint import ResumeCheckpoint
 
 
 @dataclass(frozen=True)
@@ -58,22 +63,27 @@ def accuracy(model: torch.nn.Module, x: Tensor, y: Tensor) -> float:
 def batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> tuple[Tensor, ...]:
     """A seeded permutation cut into ceil(n / batch_size) nearly equal batches (never a batch of one)."""
     perm = torch.randperm(n, generator=generator).to(device)
-    return torch.tensor_split(perm, max(1, min(math.ceil(n / batch_size), n // 2)))
+    return torch.tensor_split(perm, n_batches(n, batch_size))
+
+
+def n_batches(n: int, batch_size: int) -> int:
+    """How many batches `batches` cuts n samples into (the smallest holds n // that many)."""
+    return max(1, min(math.ceil(n / batch_size), n // 2))
 
 
 class Progress:
     """One terminal line per epoch at most every `every` seconds (first and last always)."""
 
-    def __init__(self, label: str, epochs: int, every: float = 2.0):
-        self.label, self.epochs, self.every = label, epochs, every
+    def __init__(self, label: str, epochs: int, every: float = 2.0, first: int = 1):
+        self.label, self.epochs, self.every, self.first = label, epochs, every, first
         self.start = self.last = time.perf_counter()
 
     def update(self, epoch: int, row: dict[str, float]) -> None:
         now = time.perf_counter()
-        if epoch not in (1, self.epochs) and now - self.last < self.every:
+        if epoch not in (self.first, self.epochs) and now - self.last < self.every:
             return
         self.last = now
-        left = (now - self.start) / epoch * (self.epochs - epoch)
+        left = (now - self.start) / (epoch - self.first + 1) * (self.epochs - epoch)
         print(
             f"[{self.label}] epoch {epoch}/{self.epochs}  loss {row['loss']:.4f}  train_acc {row['train_acc']:.3f}"
             f"  val_acc {row['val_acc']:.3f}  {now - self.start:.1f}s elapsed, ~{left:.0f}s left",
@@ -95,6 +105,8 @@ def train_epochs(
     seed: int,
     label: str,
     runtime: Runtime | None = None,
+    checkpointer: ResumeCheckpoint | None = None,
+    dist: Distributed | None = None,
 ) -> list[dict[str, float]]:
     """Run `epochs` epochs; `batch_loss(idx)` returns (mean loss, train-view logits) for that batch.
 
@@ -105,13 +117,32 @@ def train_epochs(
     Returns one row per epoch: epoch, loss, train_acc (against the given labels), val_acc, test_acc,
     lr, train_seconds (the batch loop alone), seconds (the whole epoch), plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
     evaluation reports separately and never uses for selection.
+
+    `checkpointer` (components.training.checkpoint.ResumeCheckpoint) restores the loop's and the stage's state
+    from a matching resume checkpoint before the first epoch (training continues after its epoch, the earlier
+    rows included) and saves them after each epoch on its cadence.
+
+    `dist` (components.training.distributed, under torchrun): every rank draws the same global batches and
+    `batch_loss` gets this rank's shard of each; `model` is the unwrapped network (evaluated on every rank),
+    while `batch_loss` runs the DDP wrapper. The loss is scaled so DDP's gradient average is the global batch's;
+    the epoch's loss and accuracy are summed over ranks; only rank 0 prints progress and writes checkpoints.
     """
+    dist = dist or Distributed()
+    n = len(data.y_train)
+    if dist.active and n // n_batches(n, batch_size) < 2 * dist.world:
+        raise LnlError(f"{label}: batch_size {batch_size} is too small for {dist.world} processes "
+                       f"(each needs at least 2 samples of every batch)")
     generator = torch.Generator().manual_seed(seed)
     device = data.x_train.device
     autocast = runtime.autocast if runtime is not None else contextlib.nullcontext
-    progress = Progress(label, epochs)
     rows: list[dict[str, float]] = []
-    for epoch in range(1, epochs + 1):
+    loop_state = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "generator": generator, "rows": rows}
+    done = checkpointer.resume(loop_state, epochs) if checkpointer is not None else 0
+    if dist.active and len(set(dist.gather_rows(torch.tensor([dist.rank]), torch.tensor([done]))[1].tolist())) > 1:
+        raise LnlError(f"{label}: the processes found different resume checkpoints (they need one shared "
+                       "project folder); delete .lnlflow/checkpoints to start over")
+    progress = Progress(label, epochs, first=done + 1) if dist.is_main() else None
+    for epoch in range(done + 1, epochs + 1):
         model.train()
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -120,6 +151,7 @@ def train_epochs(
         first_bad = torch.zeros((), dtype=torch.long, device=device)  # 1-based batch of the first non-finite loss
         bad_loss = torch.zeros((), device=device)
         for step, idx in enumerate(batches(len(data.y_train), batch_size, generator, device)):
+            idx = dist.shard(idx)
             with autocast():
                 loss, logits = batch_loss(idx)
             value = loss.detach()
@@ -127,12 +159,22 @@ def train_epochs(
             first_bad = torch.where(new_bad, step + 1, first_bad)
             bad_loss = torch.where(new_bad, value.float(), bad_loss)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * dist.loss_scale() if dist.active else loss).backward()
             optimizer.step()
             loss_sum += value * len(idx)
             if logits is not None:
                 correct += (logits.detach().argmax(1) == data.y_train[idx]).sum()
                 scored += len(idx)
+        if dist.active:  # global sums, and the earliest bad batch of any rank
+            loss_sum, correct, total = dist.all_sum(torch.stack([loss_sum.float(), correct.float(),
+                                                                 torch.tensor(float(scored), device=device)]))
+            scored = int(total)
+            mine = torch.stack([first_bad.float(), bad_loss.float()])[None]
+            bad = dist.gather_rows(torch.tensor([dist.rank]), mine)[1]
+            bad = bad[bad[:, 0] > 0]
+            if len(bad):
+                earliest = bad[bad[:, 0].argmin()]
+                first_bad, bad_loss = earliest[0].long(), earliest[1]
         if int(first_bad):
             raise LnlError(
                 f"{label}: the loss became {float(bad_loss)} at epoch {epoch}, batch {int(first_bad)}; "
@@ -155,5 +197,8 @@ def train_epochs(
         row["train_seconds"] = train_seconds
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
-        progress.update(epoch, row)
+        if dist.is_main():  # every rank holds the same state; one writes it
+            progress.update(epoch, row)
+            if checkpointer is not None:
+                checkpointer.save(epoch, epochs, loop_state)
     return rows

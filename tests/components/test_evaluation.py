@@ -234,3 +234,12 @@ def test_tsv_round_trip(tmp_path):
     assert back[0]["loss"] == pytest.approx(0.123457, abs=1e-6)
     with pytest.raises(ValueError):
         write_tsv(tmp_path / "empty.tsv", [])
+
+
+def test_atomic_dir_removes_a_killed_writers_leftovers(tmp_path):
+    (tmp_path / ".out.abc123.tmp").mkdir()  # what `kill -9` inside `with atomic_dir(...)` leaves behind
+    (tmp_path / ".out.old-4242").mkdir()
+    (tmp_path / ".other.x.tmp").mkdir()  # another output's: not ours to remove
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.x.tmp", "out"]

@@ -1,0 +1,166 @@
+"""Resume checkpoints: a killed stage continues from its last completed epoch instead of starting over.
+
+One file per stage, `.lnlflow/checkpoints/<name>/checkpoint.pt` under the project root: outside DVC's outputs,
+which DVC deletes before it runs a stage. It holds, after epoch e: the loop's model, optimiser, scheduler,
+batch-order generator and rows; the stage's own state (`parts`: augmenter, per-sample statistics, selectors,
+the stage-two method) captured by `components.training.state`; and the global torch/numpy/python RNGs. It is
+keyed by a digest of everything that determines the run (the params sections the stage reads, its input
+files, the code); a checkpoint with another key is discarded with one line, never resumed. Writes are atomic
+(temporary file + rename) and replace the previous checkpoint; the stage deletes it once its outputs exist.
+Resuming on the CPU reproduces an uninterrupted run bit for bit (timing columns aside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from components.errors import LnlError
+from components.io import atomic_path, sha256_file, to_jsonable
+from components.training.state import capture, materialise, restore
+
+CHECKPOINTS = Path(".lnlflow/checkpoints")
+FORMAT = 1
+# Tests only: seconds to sleep after each checkpoint write, so a test can kill a stage mid-training reliably.
+DELAY_ENV = "LNLFLOW_TEST_EPOCH_DELAY"
+# Settings that change neither the results nor the state: not part of the key.
+NOT_IN_KEY = {"runtime": ("checkpoint_every",)}
+CODE = Path(__file__).resolve().parents[1]  # the `components` package
+
+
+def code_digest() -> str:
+    """sha256 over the package's Python sources (a checkpoint never outlives a code change)."""
+    digest = hashlib.sha256()
+    for file in sorted(CODE.rglob("*.py")):
+        digest.update(f"{file.relative_to(CODE)}\0".encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def _input_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [path]
+
+
+def run_key(sections: Mapping[str, Any], inputs: Iterable[Path]) -> str:
+    """Digest of the params values a stage reads, its input files (name + content) and the code."""
+    digest = hashlib.sha256(json.dumps(to_jsonable(sections), sort_keys=True).encode())
+    for path in inputs:
+        for file in _input_files(Path(path)):
+            digest.update(f"{file}\0{sha256_file(file)}\0".encode())
+    digest.update(code_digest().encode())
+    return digest.hexdigest()
+
+
+def section_values(params: BaseModel, dotted: str) -> Any:
+    """The values of params section `dotted` (e.g. 'stage1', 'noise.kind'), minus `NOT_IN_KEY` settings."""
+    value: Any = params
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+        for name in NOT_IN_KEY.get(dotted, ()):
+            value.pop(name, None)
+    return value
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNGs: torch (and CUDA once initialised), numpy's legacy one, Python's `random`."""
+    state = {"torch": torch.get_rng_state(), "numpy": capture(np.random.get_state()), "python": random.getstate()}
+    if torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(materialise(state["numpy"]))
+    random.setstate(materialise(state["python"]))
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
+    """The one place a checkpoint is written (atomically: a kill leaves the previous one or this one)."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(payload), tmp)
+
+
+class ResumeCheckpoint:
+    """One stage's resume checkpoint, handed to `train_epochs(..., checkpointer=...)`.
+
+    `parts` maps names to the stage's live stateful objects (restored in place on resume); `every` is
+    runtime.checkpoint_every (0 = never write, never resume).
+    """
+
+    def __init__(self, name: str, key: str, *, every: int, parts: Mapping[str, Any] | None = None,
+                 root: Path = CHECKPOINTS, label: str | None = None):
+        self.path = Path(root) / name / "checkpoint.pt"
+        self.key, self.every, self.parts, self.label = key, every, dict(parts or {}), label or name
+
+    def _say(self, message: str) -> None:
+        print(f"{self.label}: {message}", flush=True)
+
+    def resume(self, loop_parts: dict[str, Any], epochs: int) -> int:
+        """Restore the loop's and the stage's state from a matching checkpoint; returns its epoch (0: none)."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a write cut short by a kill
+            stale.unlink(missing_ok=True)
+        if not self.path.is_file():
+            return 0
+        if not self.every:
+            self.discard()
+            return 0
+        try:
+            payload = torch.load(self.path, weights_only=True)
+        except Exception as error:  # noqa: BLE001 — corrupt, truncated, or saved on a device this machine lacks
+            self._say(f"discarding an unreadable checkpoint {self.path} ({type(error).__name__})")
+            self.discard()
+            return 0
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("key") != self.key:
+            self._say(f"discarding the checkpoint of a different configuration, input or code ({self.path})")
+            self.discard()
+            return 0
+        try:
+            restore(loop_parts, payload["loop"])
+            restore(self.parts, payload["parts"])
+            set_rng_state(payload["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise LnlError(f"{self.path}: cannot restore this checkpoint ({error}); delete it to start over") from None
+        epoch = int(payload["epoch"])
+        self._say(f"resuming from epoch {epoch}/{epochs} checkpoint")
+        return epoch
+
+    def save(self, epoch: int, epochs: int, loop_parts: Mapping[str, Any]) -> None:
+        """After epoch `epoch`, when it falls on the `every` cadence: replace the checkpoint."""
+        if not self.every or epoch % self.every:
+            return
+        payload = {"format": FORMAT, "key": self.key, "epoch": epoch, "epochs": epochs,
+                   "loop": capture(dict(loop_parts)), "parts": capture(self.parts), "rng": rng_state()}
+        write_checkpoint(self.path, payload)
+        if delay := os.environ.get(DELAY_ENV):
+            time.sleep(float(delay))
+
+    def discard(self) -> None:
+        """Delete the checkpoint (after the stage's outputs are written, or when it cannot be used)."""
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass  # not empty (a comparison run's checkpoints below it) or already gone
+
+
+def stage_checkpoint(name: str, params: BaseModel, *, sections: Iterable[str], inputs: Iterable[Path],
+                     parts: Mapping[str, Any], label: str | None = None) -> ResumeCheckpoint:
+    """The checkpoint of stage `name`, keyed by the named params sections and input files."""
+    key = run_key({section: section_values(params, section) for section in sections}, inputs)
+    return ResumeCheckpoint(name, key, every=params.runtime.checkpoint_every, parts=parts, label=label)
