@@ -15,6 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server benchmark benchmark-meta
+.PHONY: mlflow-server work-pool deploy-pool worker push pull
 
 install: $(VENV)/.installed
 
@@ -61,6 +62,34 @@ prefect-server: install
 
 mlflow-ui: install
 	mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
+
+# Scaling out (README "Scaling out"). Other machines: MLFLOW_TRACKING_URI=http://<host>:5000 and
+# PREFECT_API_URL=http://<host>:4200/api; bind HOST=0.0.0.0 only on a trusted network.
+HOST ?= 127.0.0.1
+POOL ?= lnlflow
+PREFECT_API ?= http://127.0.0.1:4200/api
+
+# Tracking server on the project's store; clients upload artifacts through it (mlflow-artifacts:/ URIs).
+mlflow-server: install
+	mlflow server --backend-store-uri sqlite:///$(ROOT)/mlflow.db --artifacts-destination $(ROOT)/mlartifacts \
+		--host $(HOST) --port 5000
+
+work-pool: install
+	PREFECT_API_URL=$(PREFECT_API) prefect work-pool create $(POOL) --type process --overwrite
+
+# Register the scheduled deployment with the work pool; `make worker` (here or on another machine) runs it.
+deploy-pool: install
+	PREFECT_API_URL=$(PREFECT_API) python -m flows.deploy --pool $(POOL)
+
+worker: install
+	PREFECT_API_URL=$(PREFECT_API) prefect worker start --pool $(POOL)
+
+# DVC remote (configure once: dvc remote add -d <name> <dir | s3://... | gs://...>).
+push: install
+	dvc push
+
+pull: install
+	dvc pull dvc.yaml
 
 benchmark: install
 	python benchmarks/compare_methods.py --out benchmarks/results/digits_ce_ido.md

@@ -12,6 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import yaml
 
@@ -63,10 +65,33 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _experiment_id(client, name: str, root: Path) -> str:
+def is_server(uri: str) -> bool:
+    """True for a tracking server (http/https): it owns the artifact store and clients upload through it."""
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def _local_path(location: str) -> Path | None:
+    """The filesystem path of a `file:` or scheme-less artifact location; None for s3://, mlflow-artifacts:/ …."""
+    parsed = urlparse(location)
+    return Path(url2pathname(parsed.path)) if parsed.scheme in ("", "file") else None
+
+
+def _experiment_id(client, name: str, root: Path, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        location = experiment.artifact_location
+        local = _local_path(location) if is_server(uri) else None
+        # A server does not proxy an experiment created with a local artifact path: this client would write
+        # there itself. Fine on the server's machine or a shared disk; elsewhere artifacts would go astray.
+        if local is not None and not local.parent.is_dir():
+            raise LnlError(
+                f"MLflow experiment '{name}' on {uri} stores artifacts at {location}, a local path that does not "
+                "exist on this machine and that the server does not proxy: set tracking.experiment to a new "
+                "experiment name, so that the server creates it under its --artifacts-destination"
+            )
         return experiment.experiment_id
+    if is_server(uri):  # the server's root, e.g. proxied mlflow-artifacts:/ under its --artifacts-destination
+        return client.create_experiment(name)
     artifacts = (root / "mlartifacts").resolve().as_uri()  # absolute, so runs started elsewhere land here too
     return client.create_experiment(name, artifact_location=artifacts)
 
@@ -140,7 +165,7 @@ def _open(root: Path, params: Params, tag: str, digest: str):
 
     uri = configure(root)
     client = MlflowClient(uri)
-    experiment_id = _experiment_id(client, params.tracking.experiment, root)
+    experiment_id = _experiment_id(client, params.tracking.experiment, root, uri)
     previous = client.search_runs([experiment_id], f"tags.`{tag}` = '{digest}'", max_results=1)
     return client, experiment_id, uri, previous[0].info.run_id if previous else None
 
@@ -156,7 +181,9 @@ def track(root: Path, params: Params) -> dict[str, Any]:
     if previous:
         return {"run_id": previous, "new_run": False, "uri": uri}
 
-    run_name = f"{evaluation['method']}-{noise['kind']}-{noise['requested_rate']:g}"
+    rate = noise.get("requested_rate")  # None for real noise: name the run after its convention, e.g. real/aggre
+    setting = f"{noise['kind']}-{rate:g}" if rate is not None else noise["convention"].replace("/", "-").replace(" ", "_")
+    run_name = f"{evaluation['method']}-{setting}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.log_params(flatten(params.model_dump(mode="json")))
         mlflow.set_tags({
