@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tarfile
@@ -12,15 +11,12 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 
 from components.errors import LnlError
+from components.io import file_digest
 
 
-def md5_file(path: Path, *, chunk: int = 1 << 20) -> str:
+def md5_file(path: Path) -> str:
     """Hex md5 of a file's bytes (the checksum the CIFAR pages publish)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def verify_md5(path: Path, expected: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from components.data.dataset import Dataset
 from components.data.images import IMAGE_SUFFIXES, decode_images
+from components.data.sources import encode_labels
 from components.errors import LnlError
 
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes"}, {"0", "false", "no", ""}
@@ -26,15 +27,15 @@ def _class_folders(root: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
     return names, np.array(labels, dtype=np.int64), classes
 
 
-def _class_list(values: list[str]) -> tuple[str, ...]:
-    """Integers keep their order (0..max); names are sorted."""
+def _encode_csv_labels(values: list[str]) -> tuple[np.ndarray, tuple[str, ...], bool]:
+    """Labels as the csv source encodes them (integers 0..max, e.g. "01" = 1; else sorted names); also whether numeric."""
+    raw = np.array(values)
     try:
-        numbers = [int(v) for v in values]
+        raw = raw.astype(np.int64)
     except ValueError:
-        return tuple(sorted(set(values)))
-    if min(numbers) < 0:
-        raise LnlError(f"data.labels_csv: labels must be >= 0, found {min(numbers)}")
-    return tuple(str(c) for c in range(max(numbers) + 1))
+        pass
+    y, classes = encode_labels(raw, None, "data.labels_csv")
+    return y, classes, raw.dtype.kind == "i"
 
 
 def _read_labels_csv(path: Path) -> list[dict[str, str]]:
@@ -67,9 +68,8 @@ def _csv_labels(cfg, root: Path):
     empty = next((i for i, r in enumerate(rows) if not r["file"] or not r["label"]), None)
     if empty is not None:
         raise LnlError(f"data.labels_csv: {path.name} line {empty + 2}: empty file or label")
-    classes = _class_list([r["label"] for r in rows])
+    given, classes, numeric = _encode_csv_labels([r["label"] for r in rows])
     lookup = {c: i for i, c in enumerate(classes)}
-    given = _index([r["label"] for r in rows], lookup, "label", path)
     trusted = None
     if "trusted" in rows[0]:
         words = [r["trusted"].lower() for r in rows]
@@ -79,7 +79,10 @@ def _csv_labels(cfg, root: Path):
         trusted = np.array([w in TRUE_WORDS for w in words])
     y, y_given, known = given, None, None
     if "clean" in rows[0]:  # ground truth (empty = unknown): the given labels become real noise
-        clean = _index([r["clean"] for r in rows], lookup, "clean", path, optional=True)
+        cells = [r["clean"] for r in rows]
+        if numeric:  # "01" names class 1, as in the label column
+            cells = [str(int(v)) if v.lstrip("-").isdigit() else v for v in cells]
+        clean = _index(cells, lookup, "clean", path, optional=True)
         y_given, y = given, np.where(clean >= 0, clean, given)
         known = np.where(clean >= 0, (clean != given).astype(np.int8), np.int8(-1)).astype(np.int8)
     return names, y, classes, trusted, y_given, known

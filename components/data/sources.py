@@ -46,7 +46,7 @@ def _as_images_or_features(X: np.ndarray) -> tuple[np.ndarray, float | None]:
     return np.ascontiguousarray(X, dtype=np.float32), pixel_max
 
 
-def _encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer labels stay as they are (C = max + 1 unless class names are given); strings map to sorted names."""
     if raw.dtype.kind in "iu":
         y = raw.astype(np.int64)
@@ -58,7 +58,7 @@ def _encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str)
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
             raise LnlError(f"{where}: labels must be whole numbers or class names")
-        return _encode_labels(raw.astype(np.int64), classes, where)
+        return encode_labels(raw.astype(np.int64), classes, where)
     names = tuple(sorted({str(v) for v in raw}))
     lookup = {name: i for i, name in enumerate(names)}
     return np.array([lookup[str(v)] for v in raw], dtype=np.int64), names
@@ -90,7 +90,7 @@ def load_npz_source(cfg) -> Dataset:
     if X.dtype.kind not in "biuf":
         raise LnlError(f"data.path: X must be numeric, got dtype {X.dtype}")
     X, pixel_max = _as_images_or_features(X)
-    y, classes = _encode_labels(y_raw, classes, "data.path")
+    y, classes = encode_labels(y_raw, classes, "data.path")
     return Dataset(path.stem, X, y, classes, pixel_max, trusted)
 
 
@@ -122,7 +122,7 @@ def load_csv_source(cfg) -> Dataset:
         labels = labels.astype(np.int64)
     except ValueError:
         pass
-    y, classes = _encode_labels(labels, None, f"data.path: {path.name}")
+    y, classes = encode_labels(labels, None, f"data.path: {path.name}")
     return Dataset(path.stem, X, y, classes, None)
 
 

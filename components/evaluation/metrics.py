@@ -39,8 +39,11 @@ def precision_recall(is_positive: np.ndarray, flagged: np.ndarray) -> tuple[floa
     return precision, recall
 
 
-def detection_metrics(is_noisy: np.ndarray, p_wrong: np.ndarray, *, threshold: float) -> dict[str, float | None]:
-    """AUC, precision and recall of noise scores against the known noisy mask."""
-    precision, recall = precision_recall(is_noisy, p_wrong > threshold)
-    return {"auc": roc_auc(is_noisy, p_wrong), "precision": precision, "recall": recall,
+def detection_metrics(is_noisy: np.ndarray, p_wrong: np.ndarray, *, threshold: float,
+                      known: np.ndarray | None = None) -> dict[str, float | None]:
+    """AUC, precision and recall of noise scores against the noisy mask, over the rows whose truth is `known`
+    (default all); the flagged fraction is over every row."""
+    truth, scores = (is_noisy, p_wrong) if known is None else (is_noisy[known], p_wrong[known])
+    precision, recall = precision_recall(truth, scores > threshold)
+    return {"auc": roc_auc(truth, scores), "precision": precision, "recall": recall,
             "flagged_fraction": float(np.mean(p_wrong > threshold))}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from components import paths
-from components.errors import LnlError
+from components.errors import LnlError, first_line
 
 
 def _distributed():
@@ -40,7 +40,7 @@ def run_stage(name: str, main: Callable[[], None]) -> int:
     except Exception as error:
         if not (_distributed() and _distributed().is_peer_failure(error)):
             raise
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        detail = first_line(error)
         print(f"{_label(name)}: error: lost contact with the other training processes ({detail})", file=sys.stderr)
         return 1
     finally:
@@ -49,8 +49,9 @@ def run_stage(name: str, main: Callable[[], None]) -> int:
     return 0
 
 
-def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load the named arrays, with one clear error if the file is missing, corrupt or incomplete."""
+def read_npz(path: Path, keys: tuple[str, ...], *, optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load the named arrays (and those of `optional` the file has), with one clear error if the file is
+    missing, corrupt or lacks one of `keys`."""
     if not path.is_file():
         raise LnlError(f"{path}: file not found (run the upstream stage first: dvc repro)")
     try:
@@ -58,7 +59,7 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
             missing = [k for k in keys if k not in archive.files]
             if missing:
                 raise LnlError(f"{path}: corrupt or outdated file, missing arrays {', '.join(missing)}")
-            return {k: archive[k] for k in keys}
+            return {k: archive[k] for k in (*keys, *(k for k in optional if k in archive.files))}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
         raise LnlError(f"{path}: corrupt file ({error})") from None
 

@@ -17,7 +17,7 @@ from components.evaluation.report import write_label_issues
 from components.io import atomic_dir, read_json, read_tsv, write_json
 from components.methods.mixtures import ClassWiseBetaMixture
 from components.models import load_model_checkpoint
-from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
+from components.stages.common import load_prepared, read_npz, run_stage
 from components.training.loop import predict_logits
 
 
@@ -27,18 +27,12 @@ def stage_one_scores(wrong_events: np.ndarray, labels: np.ndarray, n_classes: in
     return mixture.predict(wrong_events, labels)[1]
 
 
-def noise_truth(tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(label wrong, truth known) per training row: injected noise is known everywhere; real noise only where the
-    source gives a clean label (CIFAR-N: all; Clothing1M/Food-101N: a verified subset; ANIMAL-10N: none)."""
-    noisy = read_npz(paths.NOISY_NPZ, ("noisy_mask",))["noisy_mask"][tr].astype(bool)
-    with np.load(paths.NOISY_NPZ, allow_pickle=False) as archive:
-        known = archive["noise_known"][tr].astype(bool) if "noise_known" in archive.files else np.ones(tr.size, bool)
-    return noisy & known, known
-
-
 def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     """Every metric of one stage-two run (see metrics/eval.json), plus what the report and plots need."""
-    arrays, y_noisy = load_prepared(), load_noisy()
+    # noise_known: injected noise is known everywhere; real noise only where the source gives a clean label
+    # (CIFAR-N: all; Clothing1M/Food-101N: a verified subset; ANIMAL-10N, mini-WebVision: none)
+    arrays, labels = load_prepared(), read_npz(paths.NOISY_NPZ, ("y_noisy", "noisy_mask", "noise_known"))
+    y_noisy = labels["y_noisy"]
     info, noise = read_json(paths.DATA_MANIFEST), read_json(paths.NOISE_MANIFEST)
     log2, stage2 = read_tsv(outputs.log), read_json(outputs.metrics)
     n_classes, classes = info["n_classes"], info["classes"]
@@ -51,14 +45,14 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     test_pred = predict_logits(selected, X[te]).argmax(1).numpy()
     oracle = max(log2, key=lambda r: r["test_acc"])
 
-    is_noisy, known = noise_truth(tr)
+    is_noisy, known = labels["noisy_mask"][tr].astype(bool), labels["noise_known"][tr].astype(bool)
     wrong = read_npz(paths.DYNAMICS, ("wrong_events",))["wrong_events"].astype(np.int64)
     p_stage1 = stage_one_scores(wrong, y_noisy[tr], n_classes)
-    det1 = detection_metrics(is_noisy[known], p_stage1[known], threshold=threshold)
+    det1 = detection_metrics(is_noisy, p_stage1, threshold=threshold, known=known)
     p_wrong, det2 = p_stage1, None
     if outputs.scores.is_file():
         p_wrong = read_npz(outputs.scores, ("p_label_wrong",))["p_label_wrong"]
-        det2 = detection_metrics(is_noisy[known], p_wrong[known], threshold=threshold)
+        det2 = detection_metrics(is_noisy, p_wrong, threshold=threshold, known=known)
     labelfree = {}
     if outputs.labelfree.is_file():
         kept = read_npz(outputs.labelfree, ("epochs", "ensemble_test_logits"))

@@ -12,7 +12,7 @@ from components.errors import LnlError
 from components.io import atomic_dir, read_json, sha256_file, write_json
 from components.noise import inject_noise
 from components.noise.real import cifar_n_labels, real_manifest
-from components.stages.common import load_prepared, read_npz, run_stage
+from components.stages.common import read_npz, run_stage
 
 
 def _noisify(cfg, y: np.ndarray, X: np.ndarray, n_classes: int, pixel_max: float | None, seed: int):
@@ -43,15 +43,12 @@ def _real(cfg, data: dict[str, np.ndarray], n_classes: int) -> tuple[np.ndarray,
         extra = {"convention": f"real/{cfg.label_set}", "label_file": Path(cfg.label_file).name, "label_key": key,
                  "label_file_sha256": sha256_file(cfg.label_file)}
     else:
-        with np.load(paths.DATASET_NPZ, allow_pickle=False) as archive:
-            has_given = "y_given" in archive.files
-        if not has_given:
+        if "y_given" not in data:
             raise LnlError(
                 "noise.kind 'real' needs noise.label_file (CIFAR-N) or a data source with its own noisy labels "
                 "(image_folder with a clean column, clothing1m, mini_webvision, animal10n, food101n)"
             )
-        source = read_npz(paths.DATASET_NPZ, ("y_given", "noise_truth"))
-        given, truth = source["y_given"], source["noise_truth"]
+        given, truth = data["y_given"], data["noise_truth"]
     y_noisy = y.copy()
     y_noisy[rows] = given[rows]
     manifest = {"kind": REAL_NOISE, **extra, **real_manifest(y[train], y_noisy[train], truth[train], n_classes)}
@@ -64,41 +61,36 @@ def _real(cfg, data: dict[str, np.ndarray], n_classes: int) -> tuple[np.ndarray,
 
 def main() -> None:
     cfg = load_params().noise
-    data = load_prepared()
+    data = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx"), optional=("y_given", "noise_truth"))  # not X
     info = read_json(paths.DATA_MANIFEST)
-    X, y, train = data["X"], data["y"], data["train_idx"]
+    y, train, val = data["y"], data["train_idx"], data["val_idx"]
     n_classes = info["n_classes"]
     if cfg.kind == REAL_NOISE:
         y_noisy, truth, manifest = _real(cfg, data, n_classes)
-        manifest.update(dataset=info["name"], split="after_split (train only)", source_hash=info["sha256"],
-                        val_labels=cfg.val_labels, seed=cfg.seed)
-        with atomic_dir(paths.NOISY) as out:
-            np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=truth == 1, noise_known=truth >= 0)
-            manifest["labels_sha256"] = sha256_file(out / paths.NOISY_NPZ.name)
-            write_json(out / paths.NOISE_MANIFEST.name, manifest)
+        manifest.update(seed=cfg.seed)
+        noisy_mask, known = truth == 1, truth >= 0
+    else:
+        X = read_npz(paths.DATASET_NPZ, ("X",))["X"]  # instance-dependent noise reads the pixels
+        y_noisy = y.copy()
+        y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"], cfg.seed)
+        if cfg.val_labels == "noisy":
+            y_noisy[val], val_manifest = _noisify(cfg, y[val], X[val], n_classes, info["pixel_max"], cfg.seed + 1)
+            manifest["val_realised_rate"] = val_manifest["realised_rate"]
+        noisy_mask, known = y_noisy != y, np.ones(y.size, bool)
+    manifest.update(dataset=info["name"], split="after_split (train only)", source_hash=info["sha256"],
+                    val_labels=cfg.val_labels)
+    with atomic_dir(paths.NOISY) as out:
+        np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=noisy_mask, noise_known=known)
+        manifest["labels_sha256"] = sha256_file(out / paths.NOISY_NPZ.name)
+        write_json(out / paths.NOISE_MANIFEST.name, manifest)
+    if cfg.kind == REAL_NOISE:
         rate = manifest["realised_rate"]
         print(f"noise: real ({manifest['convention']}), measured rate "
               f"{'unknown' if rate is None else f'{rate:.4f}'} on {len(train)} training labels "
               f"({manifest['n_ground_truth']} with ground truth; validation labels: {cfg.val_labels})")
-        return
-    y_noisy = y.copy()
-    y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"], cfg.seed)
-    manifest.update(
-        dataset=info["name"], split="after_split (train only)", source_hash=info["sha256"], val_labels=cfg.val_labels
-    )
-    if cfg.val_labels == "noisy":
-        val = data["val_idx"]
-        y_noisy[val], val_manifest = _noisify(cfg, y[val], X[val], n_classes, info["pixel_max"], cfg.seed + 1)
-        manifest["val_realised_rate"] = val_manifest["realised_rate"]
-    with atomic_dir(paths.NOISY) as out:
-        np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=y_noisy != y)
-        manifest["labels_sha256"] = sha256_file(out / paths.NOISY_NPZ.name)
-        write_json(out / paths.NOISE_MANIFEST.name, manifest)
-    print(
-        f"noise: {cfg.kind} requested {cfg.rate:.2f}, realised {manifest['realised_rate']:.4f} "
-        f"on {len(train)} training labels (validation labels: {cfg.val_labels})"
-    )
-
+    else:
+        print(f"noise: {cfg.kind} requested {cfg.rate:.2f}, realised {manifest['realised_rate']:.4f} "
+              f"on {len(train)} training labels (validation labels: {cfg.val_labels})")
 
 if __name__ == "__main__":
     raise SystemExit(run_stage("noise", main))
