@@ -37,6 +37,24 @@ class Stage2Method:
     INITS: tuple[str, ...] = ("base", "scratch")  # the starts the method supports
     # Attributes left out of `state_dict`: the context, and the trained model (the loop checkpoints it).
     STATE_SKIP: tuple[str, ...] = ("ctx", "splits", "model")
+    # torchrun/DDP: whether the method runs data-parallel, its attributes indexed by training sample (every rank
+    # gets the rows the others trained after each epoch) and its per-epoch sums (added over ranks). Methods that
+    # need whole-batch decisions or functional calls on the raw network stay single-process.
+    DDP = False
+    DDP_ROWS: tuple[str, ...] = ()
+    DDP_SUMS: tuple[str, ...] = ()
+
+    def share(self, idx: Tensor, dist) -> None:
+        """Under DDP, after an epoch's batches (`idx`: the samples this rank trained): every rank gets the rows
+        the others trained and the summed statistics."""
+        if not dist.active:
+            return
+        for attr in self.DDP_ROWS:
+            dist.sync_rows(getattr(self, attr), idx)
+        for attr in self.DDP_SUMS:
+            value = getattr(self, attr)
+            summed = dist.all_sum(torch.as_tensor(value))
+            value[:] = summed.numpy() if isinstance(value, np.ndarray) else summed
 
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from components.errors import LnlError
+from components.errors import LnlError, first_line
 from components.io import atomic_path
 
 
@@ -91,6 +91,6 @@ def load_model_checkpoint(path: str | Path, *, device: str | torch.device = "cpu
         model = build_model(payload["arch"])
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, EOFError, OSError, TypeError, pickle.UnpicklingError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise LnlError(f"{path}: corrupt or incompatible model file ({reason})") from None
     return model.to(device), payload

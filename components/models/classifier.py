@@ -16,6 +16,11 @@ PIXEL_MAX = 255.0  # uint8 inputs are scaled by this
 _HALF = (torch.float16, torch.bfloat16)
 
 
+def to_unit(x: Tensor) -> Tensor:
+    """uint8 pixels → float in [0, 1]; anything else unchanged."""
+    return x.to(torch.float32).div(PIXEL_MAX) if x.dtype == torch.uint8 else x
+
+
 def full_precision(x: Tensor) -> Tensor:
     """float32 for half-precision (autocast) outputs; float32/float64 tensors pass unchanged."""
     return x.float() if x.dtype in _HALF else x
@@ -35,8 +40,7 @@ class InputLayer(nn.Module):
             self.register_buffer("std", torch.tensor(normalize["std"], dtype=torch.float32), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.uint8:
-            x = x.to(torch.float32).div(PIXEL_MAX)
+        x = to_unit(x)
         if self.normalized:
             shape = (1, -1) + (1,) * (x.ndim - 2)
             x = (x - self.mean.view(shape)) / self.std.view(shape)

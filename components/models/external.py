@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from components.errors import LnlError
+from components.errors import LnlError, first_line
 from components.models.classifier import Classifier
 from components.models.weights import load_weights
 
@@ -31,7 +31,7 @@ def _library(arch: str) -> Any:
     try:
         return importlib.import_module(LIBRARIES[library])
     except (ImportError, OSError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise LnlError(f"model.arch: '{arch}' needs the optional package '{library}', which cannot be imported here "
                        f"({reason}); install it (pip install timm / torchvision matching torch) or pick a built-in arch") from None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from components.errors import LnlError
+from components.errors import LnlError, first_line
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -20,7 +20,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise LnlError(f"model.weights: {path}: not a loadable weights file ({reason})") from None
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]

@@ -15,7 +15,7 @@ from components.paths import Stage2Outputs
 from components.config import load_params, validate_params
 from components.errors import LnlError
 from components.io import atomic_dir, read_json, write_json, write_tsv
-from components.methods import get_method
+from components.methods import REGISTRY, get_method
 from components.evaluation.labelfree import LowestClidSelector
 from components.methods.base import MethodContext
 from components.methods.meta_common import unlabelled_subset
@@ -27,26 +27,6 @@ from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
 from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
-
-
-# Methods that run under torchrun: their per-sample state (attributes indexed by training sample) is shared
-# after every epoch, their per-epoch sums are added over ranks. Two-network and meta methods need whole-batch
-# decisions or functional calls on the raw network, and are single-process only.
-DDP_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
-    "ce": {}, "sce": {}, "gce": {}, "elr": {"rows": ("targets",)}, "ido": {"rows": ("counts",), "sums": ("_sums",)},
-}
-
-
-def share_method_state(method, name: str, idx: torch.Tensor, dist: distributed.Distributed) -> None:
-    """Under DDP, after an epoch's batches: every rank gets the rows others trained and the summed statistics."""
-    if not dist.active:
-        return
-    for attr in DDP_METHODS[name].get("rows", ()):
-        dist.sync_rows(getattr(method, attr), idx)
-    for attr in DDP_METHODS[name].get("sums", ()):
-        value = getattr(method, attr)
-        summed = dist.all_sum(torch.as_tensor(value))
-        value[:] = summed.numpy() if isinstance(value, np.ndarray) else summed
 
 
 def labelfree_selector(cfg, splits, augment_cfg, seed: int) -> LowestClidSelector | None:
@@ -111,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     outputs = Stage2Outputs.inside(args.out) if args.out else Stage2Outputs()
     method_cls = get_method(cfg.method)
     init = resolve_init(cfg.init, method_cls, cfg.method)
-    if distributed.requested_world() > 1 and cfg.method not in DDP_METHODS:
+    if distributed.requested_world() > 1 and not method_cls.DDP:
         raise LnlError(f"stage2.method: '{cfg.method}' runs in one process only; under torchrun use one of "
-                       f"{', '.join(DDP_METHODS)}")
+                       f"{', '.join(name for name in REGISTRY if get_method(name).DDP)}")
     dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group
     device = dist.device
     runtime = resolve_runtime(params.runtime, device)
@@ -150,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         return method.batch_loss(idx)
 
     def after_epoch(epoch: int, row: dict) -> dict:
-        share_method_state(method, cfg.method, torch.cat(mine), dist)
+        method.share(torch.cat(mine), dist)
         mine.clear()
         start = time.perf_counter()
         extra = method.on_epoch_end(epoch)  # the method's own per-epoch work (mixture refits, DivideMix's division)

@@ -13,12 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from components.models.classifier import PIXEL_MAX
-
-
-def to_unit(x: Tensor) -> Tensor:
-    """uint8 pixels → float in [0, 1]; anything else unchanged."""
-    return x.to(torch.float32).div(PIXEL_MAX) if x.dtype == torch.uint8 else x
+from components.models.classifier import to_unit
 
 
 class Augmenter:

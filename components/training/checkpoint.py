@@ -113,8 +113,6 @@ class ResumeCheckpoint:
 
     def resume(self, loop_parts: dict[str, Any], epochs: int) -> int:
         """Restore the loop's and the stage's state from a matching checkpoint; returns its epoch (0: none)."""
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a write cut short by a kill
-            stale.unlink(missing_ok=True)
         if not self.path.is_file():
             return 0
         if not self.every:
@@ -162,5 +160,6 @@ class ResumeCheckpoint:
 def stage_checkpoint(name: str, params: BaseModel, *, sections: Iterable[str], inputs: Iterable[Path],
                      parts: Mapping[str, Any], label: str | None = None) -> ResumeCheckpoint:
     """The checkpoint of stage `name`, keyed by the named params sections and input files."""
-    key = run_key({section: section_values(params, section) for section in sections}, inputs)
-    return ResumeCheckpoint(name, key, every=params.runtime.checkpoint_every, parts=parts, label=label)
+    every = params.runtime.checkpoint_every
+    key = run_key({section: section_values(params, section) for section in sections}, inputs) if every else ""
+    return ResumeCheckpoint(name, key, every=every, parts=parts, label=label)

@@ -251,16 +251,6 @@ def current() -> Distributed:
     return _STATE
 
 
-def is_main() -> bool:
-    """True on rank 0, the only rank that writes outputs, prints and logs."""
-    return _STATE.is_main()
-
-
-def world() -> int:
-    """Number of training processes."""
-    return _STATE.world
-
-
 def is_peer_failure(error: BaseException) -> bool:
     """Whether `error` is a collective that failed because another rank died or never answered."""
     return _STATE.active and isinstance(error, dist.DistError)
