@@ -29,11 +29,13 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with the test interpreter's bin first on PATH (so DVC stages use it)."""
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a command with the test interpreter's bin first on PATH (so DVC stages use it). A command that hangs
+    (a distributed rank waiting for a dead peer, say) fails the test after `timeout` seconds instead of the suite;
+    torchrun's collectives give up after LNLFLOW_DIST_TIMEOUT (60 s here)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+           "PYTHONDONTWRITEBYTECODE": "1", "LNLFLOW_DIST_TIMEOUT": os.environ.get("LNLFLOW_DIST_TIMEOUT", "60")}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

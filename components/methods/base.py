@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from components.training.augment import Augmenter
+from components.training.distributed import Distributed
 from components.training.loop import TensorSplits
 from components.training.state import capture_attributes, restore_attributes
 
@@ -28,6 +29,8 @@ class MethodContext:
     arch: dict[str, Any] | None = None  # the base model's architecture record (to build peer networks)
     base_state: dict[str, Tensor] | None = None  # stage one's base-model weights
     init: str = "base"  # how `model` was initialised: "base" (stage one's weights) or "scratch"
+    # torchrun: this rank's place; `model` is then the DDP wrapper and `augment` gives views of this rank's shard
+    dist: Distributed = field(default_factory=Distributed)
 
 
 class Stage2Method:
@@ -37,14 +40,13 @@ class Stage2Method:
     INITS: tuple[str, ...] = ("base", "scratch")  # the starts the method supports
     # Attributes left out of `state_dict`: the context, and the trained model (the loop checkpoints it).
     STATE_SKIP: tuple[str, ...] = ("ctx", "splits", "model")
-    # torchrun/DDP: whether the method runs data-parallel, its attributes indexed by training sample (every rank
-    # gets the rows the others trained after each epoch) and its per-epoch sums (added over ranks). Methods that
-    # need whole-batch decisions or functional calls on the raw network stay single-process.
-    DDP = False
+    # torchrun/DDP: the method's attributes indexed by training sample (every rank gets the rows the others
+    # trained after each epoch) and its per-epoch sums (added over ranks). Whole-batch decisions (small-loss
+    # selection, co-divide, meta steps) see the global batch through `ctx.dist`.
     DDP_ROWS: tuple[str, ...] = ()
     DDP_SUMS: tuple[str, ...] = ()
 
-    def share(self, idx: Tensor, dist) -> None:
+    def share(self, idx: Tensor, dist: Distributed) -> None:
         """Under DDP, after an epoch's batches (`idx`: the samples this rank trained): every rank gets the rows
         the others trained and the summed statistics."""
         if not dist.active:

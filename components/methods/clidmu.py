@@ -23,6 +23,7 @@ from components.methods.meta_common import (
     vri_kl,
     weighted_loss,
 )
+from components.training import distributed
 
 DEFAULT_META_LR = {"vri": 0.01, "wnet": 1e-3}
 
@@ -44,7 +45,7 @@ class ClidMu(MetaMethod):
         self.cfg = cfg
         self.DEFAULT_SCOPE, self.DEFAULT_INTERVAL = self.DEFAULTS[cfg.host]
         if cfg.host == "vri":
-            self.host = Rectifier(out_features(ctx.model), ctx.splits.n_classes).to(ctx.device)
+            self.host = Rectifier(out_features(distributed.unwrap(ctx.model)), ctx.splits.n_classes).to(ctx.device)
         else:
             self.host = WeightNet().to(ctx.device)
         phi = list(self.host.parameters())
@@ -58,7 +59,7 @@ class ClidMu(MetaMethod):
         self.noise_gen = torch.Generator(device=ctx.device).manual_seed(ctx.params.stage2.seed)
 
     def _view(self, x: Tensor) -> Tensor:
-        augment = self.ctx.augment
+        augment = distributed.unsharded(self.ctx.augment)  # meta images are the same on every rank
         return augment.strong(x) if self.cfg.aug == "strong_all" else augment.weak(x)
 
     def _host_loss(self, logits: Tensor, embedding: Tensor, labels: Tensor) -> Tensor:
@@ -72,7 +73,8 @@ class ClidMu(MetaMethod):
         return loss
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        x, y = self._view(self.splits.x_train[idx]), self.splits.y_train[idx]
+        dist = self.ctx.dist
+        x, y, mine = self.views(idx, strong=self.cfg.aug == "strong_all")  # the global batch and this rank's rows
         x_meta = self._view(self.meta_images[self.meta_batches.next()])
 
         def inner(forward) -> Tensor:
@@ -83,10 +85,13 @@ class ClidMu(MetaMethod):
             return clid_loss(embedding, logits, tau=self.cfg.tau)
 
         self.maybe_meta_update(inner, meta_loss)
-        logits, embedding = self.model(x)
+        logits, embedding = self.model(x[mine])
+        y = y[mine]
         if self.cfg.host == "wnet":
-            loss = weighted_loss(self.host, logits, y, normalize=self.cfg.wnet_normalize_weights, train_weights=False)
-            return loss, logits
+            loss = weighted_loss(self.host, logits, y, normalize=self.cfg.wnet_normalize_weights, train_weights=False,
+                                 dist=dist)
+            return dist.batch_share(loss), logits
         with torch.no_grad():
-            v = self.host(embedding.detach(), y, generator=self.noise_gen)
-        return F.cross_entropy(v * logits, y), logits
+            v = self.host(embedding.detach(), y, generator=self.noise_gen, rows=(len(x), mine.start))
+        loss = F.cross_entropy(v * logits, y, reduction="sum") / len(x)
+        return dist.batch_share(loss), logits

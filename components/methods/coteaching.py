@@ -62,6 +62,8 @@ class CoTeaching(Stage2Method):
     """Cross-update of two networks on each other's small-loss selections."""
 
     DEFAULT_INIT = "scratch"  # as in the paper
+    STATE_SKIP = Stage2Method.STATE_SKIP + ("peer_trainer",)  # the peer (checkpointed) or a wrapper around it
+    DDP_ROWS = ("rejected_last",)
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
@@ -70,6 +72,7 @@ class CoTeaching(Stage2Method):
         self.rates = forget_schedule(self.tau, ctx.params.stage2.epochs, num_gradual=cfg.num_gradual,
                                      exponent=cfg.exponent)
         self.peer = make_peer(ctx)
+        self.peer_trainer = ctx.dist.wrap(self.peer)  # the peer itself, or its DDP wrapper under torchrun
         # Two copies of the base model would stay identical on identical inputs: give each its own view then.
         self.separate_views = ctx.init == "base"
         n = len(ctx.splits.y_train)
@@ -84,22 +87,27 @@ class CoTeaching(Stage2Method):
         return float(self.rates[min(self.epoch, len(self.rates)) - 1])
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Both selections are made on the global batch's losses (gathered under torchrun), as in one process."""
+        dist = self.ctx.dist
         x, y = self.splits.x_train[idx], self.splits.y_train[idx]
         view = self.ctx.augment.weak(x)
         logits1, _ = self.model(view)
-        logits2, _ = self.peer(self.ctx.augment.weak(x) if self.separate_views else view)
+        logits2, _ = self.peer_trainer(self.ctx.augment.weak(x) if self.separate_views else view)
         losses1 = F.cross_entropy(logits1, y, reduction="none")
         losses2 = F.cross_entropy(logits2, y, reduction="none")
+        both = dist.gather_cat(torch.stack([losses1, losses2], 1).detach())  # the global batch, in order
         keep = 1.0 - self.forget_rate
-        chosen_by_1 = small_loss_selection(losses1, keep)
-        chosen_by_2 = small_loss_selection(losses2, keep)
-        rejected = torch.full((len(idx),), 2.0, device=y.device)
+        chosen_by_1 = small_loss_selection(both[:, 0], keep)
+        chosen_by_2 = small_loss_selection(both[:, 1], keep)
+        rejected = torch.full((len(both),), 2.0, device=y.device)
         rejected[chosen_by_1] -= 1
         rejected[chosen_by_2] -= 1
-        self.rejected_last[idx] += rejected
-        # Each network learns from the samples its peer kept.
-        loss = losses1[chosen_by_2].mean() + losses2[chosen_by_1].mean()
-        return loss, logits1
+        start = dist.batch[1] if dist.active else 0
+        self.rejected_last[idx] += rejected[start:start + len(idx)]
+        # Each network learns from the samples its peer kept (means over the global selections).
+        kept = len(chosen_by_1)
+        loss = (losses1[dist.in_shard(chosen_by_2)].sum() + losses2[dist.in_shard(chosen_by_1)].sum()) / kept
+        return dist.batch_share(loss), logits1
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         rate = self.forget_rate

@@ -26,6 +26,7 @@ from components.methods.base import MethodContext, Stage2Method
 from components.methods.mixtures import gaussian_clean_probability
 from components.methods.two_networks import make_peer
 from components.models.ensemble import Ensemble, ensemble_architecture
+from components.training import distributed
 from components.training.loop import predict_logits
 
 ASYMMETRIC_KINDS = ("pairflip", "classmap")
@@ -60,6 +61,24 @@ def minmax(x: Tensor) -> Tensor:
     return (x - x.min()) / span if span > 0 else torch.zeros_like(x)
 
 
+def prior_penalty(probs: Tensor, rows: int, dist: distributed.Distributed) -> Tensor:
+    """KL(uniform ‖ mean prediction) over the `rows` mixed rows, of which `probs` are this rank's part.
+
+    Under torchrun the mean is global and the result is this rank's addend: its gradient is the exact one for
+    these rows (the penalty's slope at the global mean, −prior/mean, over `rows`), and the addends sum to the
+    penalty's value.
+    """
+    n_classes = probs.shape[1]
+    prior = torch.full((n_classes,), 1.0 / n_classes, device=probs.device)
+    local = probs.sum(0)
+    if not dist.active:
+        return (prior * torch.log(prior / (local / rows))).sum()
+    mean = dist.all_sum(local) / rows
+    value = (prior * torch.log(prior / mean)).sum()
+    slope = -prior / mean
+    return (slope * local / rows).sum() + (value - (slope * mean).sum()) / dist.world
+
+
 class CycledSubset:
     """Batches of any size drawn without replacement from a fixed index set, reshuffled every pass (seeded)."""
 
@@ -83,7 +102,7 @@ class DivideMix(Stage2Method):
     """Two networks, GMM co-divide, label refinement, co-guessing, MixMatch."""
 
     INITS = ("base",)  # the warm-up is stage one
-    STATE_SKIP = Stage2Method.STATE_SKIP + ("nets", "ensemble")  # both networks are checkpointed as model and peer
+    STATE_SKIP = Stage2Method.STATE_SKIP + ("nets", "trainers", "ensemble")  # checkpointed as model and peer
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
@@ -93,7 +112,8 @@ class DivideMix(Stage2Method):
             noise.kind, noise.rate, ctx.splits.n_classes)
         self.history_len = cfg.loss_history or (5 if noise.kind != "none" and noise.rate >= 0.9 else 1)
         self.peer = make_peer(ctx)
-        self.nets = (self.model, self.peer)
+        self.nets = (distributed.unwrap(self.model), self.peer)  # divided, guessing, evaluated
+        self.trainers = (self.model, ctx.dist.wrap(self.peer))  # trained: the nets, or DDP wrappers under torchrun
         self.ensemble = Ensemble(list(self.nets))
         seed = ctx.params.stage2.seed
         self.gen = torch.Generator().manual_seed(seed + 11)  # MixMatch permutations and unlabelled cycles
@@ -117,10 +137,13 @@ class DivideMix(Stage2Method):
     def _divide(self) -> dict[str, float]:
         """Fit each network's loss GMM; net k then trains on the division of its peer."""
         x, y = self.splits.x_train, self.splits.y_train
+        dist = self.ctx.dist
+        start, stop = dist.span(len(y))  # under torchrun each rank predicts its part; all see every loss
         self.clean_prob, train_correct = [], None
         for k, net in enumerate(self.nets):
-            logits = predict_logits(net, x)
-            losses = minmax(F.cross_entropy(logits, y, reduction="none"))
+            logits = predict_logits(net, x[start:stop])
+            per_sample = F.cross_entropy(logits, y[start:stop], reduction="none")
+            losses = minmax(dist.gather_cat(per_sample))
             self.history[k] = torch.cat([self.history[k], losses[None]])[-self.history_len:]
             prob = gaussian_clean_probability(
                 self.history[k].mean(0).cpu().numpy(), max_iter=self.cfg.gmm_max_iter, tol=self.cfg.gmm_tol,
@@ -128,7 +151,7 @@ class DivideMix(Stage2Method):
             )
             self.clean_prob.append(torch.as_tensor(prob, dtype=torch.float32, device=y.device))
             if k == 0:
-                train_correct = logits.argmax(1) == y
+                train_correct = dist.gather_cat(logits.argmax(1) == y[start:stop])
         self.unlabelled = []
         for k in range(2):
             peer_prob = self.clean_prob[1 - k]
@@ -146,24 +169,31 @@ class DivideMix(Stage2Method):
         return float(np.clip(progress / self.cfg.rampup_epochs, 0.0, 1.0))
 
     def _net_loss(self, k: int, idx: Tensor) -> Tensor | None:
-        """Network k's MixMatch loss on the batch, with its peer's division."""
-        net, peer, cfg = self.nets[k], self.nets[1 - k], self.cfg
+        """Network k's MixMatch loss on the batch, with its peer's division.
+
+        Under torchrun every decision is the single process's: each rank builds the global batch's labelled and
+        unlabelled sets, views and mixing (same seeded draws), the guesses are computed data-parallel, each rank
+        trains on its part of the mixed rows, and the loss terms are this rank's addends of the global means.
+        """
+        net, peer, cfg, dist = self.nets[k], self.nets[1 - k], self.cfg, self.ctx.dist
         peer_prob = self.clean_prob[1 - k]
-        labelled = idx[peer_prob[idx] > cfg.p_threshold]
+        batch = dist.global_batch(idx)
+        labelled = batch[peer_prob[batch] > cfg.p_threshold]
         if len(labelled) == 0:
             return None
         unlabelled = self.unlabelled[k].take(len(labelled))
-        aug, xs, n_classes = self.ctx.augment, self.splits.x_train, self.splits.n_classes
+        aug, xs, n_classes = distributed.unsharded(self.ctx.augment), self.splits.x_train, self.splits.n_classes
         x1, x2 = aug.weak(xs[labelled]), aug.weak(xs[labelled])
         u1, u2 = aug.weak(xs[unlabelled]), aug.weak(xs[unlabelled])
         with torch.no_grad():
             peer.eval()  # the peer guesses in eval mode; the trained network in train mode (as official)
             w = peer_prob[labelled][:, None]
             onehot = F.one_hot(self.splits.y_train[labelled], n_classes).float()
-            px = (torch.softmax(net(x1)[0].float(), 1) + torch.softmax(net(x2)[0].float(), 1)) / 2
+            probs = lambda m, v: dist.split_forward(lambda rows: torch.softmax(m(rows)[0].float(), 1), v)  # noqa: E731
+            px = (probs(net, x1) + probs(net, x2)) / 2
             targets_x = sharpen(w * onehot + (1 - w) * px, cfg.temperature)
             if len(unlabelled):
-                pu = sum(torch.softmax(m(u)[0].float(), 1) for m in (net, peer) for u in (u1, u2)) / 4
+                pu = sum(probs(m, u) for m in (net, peer) for u in (u1, u2)) / 4
                 targets_u = sharpen(pu, cfg.temperature)
             else:
                 targets_u = onehot[:0]
@@ -173,15 +203,18 @@ class DivideMix(Stage2Method):
         lam = float(self.rng.beta(cfg.alpha, cfg.alpha))
         lam = max(lam, 1 - lam)
         perm = torch.randperm(len(inputs), generator=self.gen).to(inputs.device)
-        mixed_x = lam * inputs + (1 - lam) * inputs[perm]
-        mixed_t = lam * targets + (1 - lam) * targets[perm]
-        logits = net(mixed_x)[0].float()
-        n_x = 2 * len(labelled)
-        loss_x = -(F.log_softmax(logits[:n_x], 1) * mixed_t[:n_x]).sum(1).mean()
-        loss_u = ((torch.softmax(logits[n_x:], 1) - mixed_t[n_x:]) ** 2).mean() if len(unlabelled) else logits.sum() * 0
-        prior = torch.full((n_classes,), 1.0 / n_classes, device=logits.device)
-        mean_pred = torch.softmax(logits, 1).mean(0)
-        penalty = (prior * torch.log(prior / mean_pred)).sum()
+        start, stop = dist.span(len(inputs))  # this rank's part of the mixed rows
+        mixed_x = lam * inputs[start:stop] + (1 - lam) * inputs[perm[start:stop]]
+        mixed_t = lam * targets[start:stop] + (1 - lam) * targets[perm[start:stop]]
+        logits = self.trainers[k](mixed_x)[0].float()
+        n_x, n_u = 2 * len(labelled), len(inputs) - 2 * len(labelled)
+        is_x = torch.arange(start, stop, device=logits.device) < n_x
+        loss_x = -(F.log_softmax(logits[is_x], 1) * mixed_t[is_x]).sum() / n_x
+        if n_u:
+            loss_u = ((torch.softmax(logits[~is_x], 1) - mixed_t[~is_x]) ** 2).sum() / (n_u * n_classes)
+        else:
+            loss_u = logits.sum() * 0
+        penalty = prior_penalty(torch.softmax(logits, 1), len(inputs), dist)
         return loss_x + self.lambda_u * self._ramp() * loss_u + penalty
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, None]:
@@ -189,7 +222,7 @@ class DivideMix(Stage2Method):
         self.steps += 1
         if not losses:  # no sample of this batch is labelled for either network: a step that changes nothing
             return torch.zeros((), device=idx.device, requires_grad=True), None
-        return sum(losses), None
+        return self.ctx.dist.batch_share(sum(losses)), None
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         self.steps = 0

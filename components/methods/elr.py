@@ -13,7 +13,6 @@ from components.methods.robust_losses import elr_penalty
 class ELR(Stage2Method):
     """CE + λ·mean log(1 − ⟨p, t⟩); t is a per-sample moving average of the model's own predictions."""
 
-    DDP = True
     DDP_ROWS = ("targets",)
 
     DEFAULT_INIT = "scratch"  # as in the paper

@@ -19,7 +19,6 @@ from components.methods.mixtures import ClassWiseBetaMixture, ido_weights
 class IDO(Stage2Method):
     """Instance-level difficulty modelling and dynamic optimisation."""
 
-    DDP = True
     DDP_ROWS, DDP_SUMS = ("counts",), ("_sums",)
 
     INITS = ("base",)  # stage two continues from the base model (specs/ido.md §1)

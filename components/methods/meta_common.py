@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.meta_step import MetaStep
+from components.training import distributed
 
 
 class EndlessBatches:
@@ -61,13 +62,28 @@ class MetaMethod(Stage2Method):
     def __init__(self, ctx: MethodContext, phi: list[Tensor], meta_optimizer: torch.optim.Optimizer,
                  *, clone_buffers: bool = True):
         super().__init__(ctx)
+        self.net = distributed.unwrap(self.model)  # the classifier (`model` is its DDP wrapper under torchrun)
         self.meta_cfg = ctx.params.stage2.meta
         self.scope = self.meta_cfg.scope or self.DEFAULT_SCOPE
         self.interval = self.meta_cfg.interval or self.DEFAULT_INTERVAL
         self.meta_optimizer = meta_optimizer
-        self.meta_step = MetaStep(self.model, phi, scope=self.scope, mode=self.meta_cfg.grad,
-                                  clone_buffers=clone_buffers)
+        structure = distributed.local_structure(self.net) if ctx.dist.active else None
+        self.meta_step = MetaStep(self.net, phi, scope=self.scope, mode=self.meta_cfg.grad,
+                                  clone_buffers=clone_buffers, structure=structure)
         self.steps = 0
+
+    def views(self, idx: Tensor, *, strong: bool = False) -> tuple[Tensor, Tensor, slice]:
+        """The global batch's views and noisy labels, and this rank's rows of them.
+
+        Under torchrun every rank runs the meta step on the whole global batch (same seeded views as one
+        process, so the meta-parameters stay identical); only the ordinary step trains on this rank's rows.
+        """
+        dist = self.ctx.dist
+        batch = dist.global_batch(idx)
+        augment = distributed.unsharded(self.ctx.augment)
+        x = (augment.strong if strong else augment.weak)(self.splits.x_train[batch])
+        start = dist.batch[1] if dist.active else 0
+        return x, self.splits.y_train[batch], slice(start, start + len(idx))
 
     def inner_lr(self) -> float:
         """The virtual step size: `meta.inner_lr`, else the classifier's current learning rate."""
@@ -76,7 +92,8 @@ class MetaMethod(Stage2Method):
     def maybe_meta_update(self, inner_loss, meta_loss, *, lr: float | None = None) -> None:
         """Run the meta update on this step if it falls on the `interval` cadence."""
         if self.steps % self.interval == 0:
-            self.meta_step.step(self.meta_optimizer, inner_loss, meta_loss, lr=lr or self.inner_lr())
+            average = self.ctx.dist.all_mean if self.ctx.dist.active else None
+            self.meta_step.step(self.meta_optimizer, inner_loss, meta_loss, lr=lr or self.inner_lr(), average=average)
         self.steps += 1
 
 
@@ -91,18 +108,22 @@ class WeightNet(nn.Module):
         return torch.sigmoid(self.fc2(F.relu(self.fc1(losses[:, None])))).squeeze(1)
 
 
-def weighted_loss(wnet: WeightNet, logits: Tensor, labels: Tensor, *, normalize: bool, train_weights: bool) -> Tensor:
+def weighted_loss(wnet: WeightNet, logits: Tensor, labels: Tensor, *, normalize: bool, train_weights: bool,
+                  dist: distributed.Distributed | None = None) -> Tensor:
     """Σ_i w̄_i ℓ_i with w = VNet(ℓ.detach()) normalised within the batch (if non-zero), else mean_i w_i ℓ_i.
 
-    train_weights=True keeps the graph to the weighting net (the virtual step); False is the real step.
+    train_weights=True keeps the graph to the weighting net (the virtual step); False is the real step. `dist`
+    (the real step under torchrun): the rows are this rank's part, normalised by the global batch's Σw or size.
     """
     losses = F.cross_entropy(logits, labels, reduction="none")
     with torch.set_grad_enabled(train_weights and torch.is_grad_enabled()):
         weights = wnet(losses.detach())
+    total = weights.sum() if normalize else torch.tensor(float(len(losses)), device=losses.device)
+    if dist is not None and dist.active:
+        total = dist.all_sum(total.detach())
     if normalize:
-        total = weights.sum()
-        return (weights * losses).sum() / torch.where(total > 0, total, torch.ones_like(total))
-    return (weights * losses).mean()
+        total = torch.where(total > 0, total, torch.ones_like(total))
+    return (weights * losses).sum() / total
 
 
 class Rectifier(nn.Module):
@@ -136,10 +157,14 @@ class Rectifier(nn.Module):
         hidden = self.mlp(torch.cat([features, label_part], dim=1))
         return self.mu(hidden), torch.exp(self.rho(hidden) / 2)
 
-    def forward(self, features: Tensor, labels: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def forward(self, features: Tensor, labels: Tensor, *, generator: torch.Generator | None = None,
+                rows: tuple[int, int] | None = None) -> Tensor:
+        """`rows` = (batch size, first row) when these are part of a larger batch: the noise is drawn for the whole
+        batch and this part's rows kept (the draws of one process, under torchrun)."""
         mu, sigma = self.distribution(features, labels)
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return torch.sigmoid(mu + sigma * noise)
+        total, first = rows or (len(mu), 0)
+        noise = torch.randn((total, mu.shape[1]), generator=generator, device=mu.device, dtype=mu.dtype)
+        return torch.sigmoid(mu + sigma * noise[first:first + len(mu)])
 
 
 def vri_kl(rectifier: Rectifier, features: Tensor, labels: Tensor) -> Tensor:
@@ -149,16 +174,22 @@ def vri_kl(rectifier: Rectifier, features: Tensor, labels: Tensor) -> Tensor:
     return ((s_p - s_q) + (torch.exp(2 * s_q) + (mu_q - mu_p) ** 2) / (2 * torch.exp(2 * s_p)) - 0.5).mean()
 
 
-def soft_label_kl(p: Tensor, y: Tensor, *, norm: str) -> Tensor:
-    """KL(p‖y) averaged over B·C entries (norm 'BC') or over B (norm 'B')."""
+def soft_label_kl(p: Tensor, y: Tensor, *, norm: str, rows: int | None = None) -> Tensor:
+    """KL(p‖y) averaged over B·C entries (norm 'BC') or over B (norm 'B'); `rows` = B when `p` is part of a
+    larger batch (this rank's addend under torchrun)."""
     total = (p * (torch.log(p.clamp_min(1e-30)) - torch.log(y + 1e-10))).sum()
-    return total / (p.numel() if norm == "BC" else p.shape[0])
+    return total / _norm_count(p, norm, rows)
 
 
-def entropy(p: Tensor, *, norm: str) -> Tensor:
+def entropy(p: Tensor, *, norm: str, rows: int | None = None) -> Tensor:
     """−Σ p log p averaged like `soft_label_kl`."""
     total = -(p * torch.log(p.clamp_min(1e-30))).sum()
-    return total / (p.numel() if norm == "BC" else p.shape[0])
+    return total / _norm_count(p, norm, rows)
+
+
+def _norm_count(p: Tensor, norm: str, rows: int | None) -> int:
+    rows = p.shape[0] if rows is None else rows
+    return rows * p.shape[1] if norm == "BC" else rows
 
 
 def out_features(model: nn.Module) -> int:

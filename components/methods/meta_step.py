@@ -101,7 +101,7 @@ class MetaStep:
     """
 
     def __init__(self, model: nn.Module, phi: list[Tensor], *, scope: str = "full", mode: str = "cheap_exact",
-                 clone_buffers: bool = True):
+                 clone_buffers: bool = True, structure: nn.Module | None = None):
         if mode not in META_GRADS:
             raise LnlError(f"meta step: unknown meta_grad '{mode}'; choose one of {', '.join(META_GRADS)}")
         self.model = model
@@ -109,6 +109,9 @@ class MetaStep:
         self.scope = scope
         self.mode = mode
         self.clone_buffers = clone_buffers  # False = the official MetaLabelNet's shared BN buffers (parity only)
+        # the module the functional forwards run through (same names as `model`'s): `model` itself, or under
+        # torchrun a copy whose BatchNorm layers do not synchronise, since every rank runs the step on the whole batch
+        self.structure = structure if structure is not None else model
         self.names = virtual_param_names(model, scope)
         if not self.names:
             raise LnlError(f"meta step: scope '{scope}' selects no trainable parameters")
@@ -119,7 +122,7 @@ class MetaStep:
 
         def forward(x: Tensor) -> tuple[Tensor, Tensor]:
             buffers = {n: b.clone() if self.clone_buffers else b for n, b in self.model.named_buffers()}
-            return functional_call(self.model, ({**fixed, **virtual}, buffers), (x,))
+            return functional_call(self.structure, ({**fixed, **virtual}, buffers), (x,))
 
         return forward
 
@@ -148,10 +151,12 @@ class MetaStep:
             grads = _zeros_for_none(torch.autograd.grad(dot, self.phi, allow_unused=True), self.phi)
             return [-lr * gp for gp in grads]
 
-    def step(self, optimizer: torch.optim.Optimizer, inner_loss: LossFn, meta_loss: LossFn, *, lr: float) -> None:
-        """Write the meta-gradient into phi's `.grad` and step the meta-optimiser (zeroing first)."""
+    def step(self, optimizer: torch.optim.Optimizer, inner_loss: LossFn, meta_loss: LossFn, *, lr: float,
+             average: Callable[[Tensor], Tensor] | None = None) -> None:
+        """Write the meta-gradient into phi's `.grad` and step the meta-optimiser (zeroing first). `average`
+        (torchrun) makes every rank's replicated meta-gradient the mean over ranks, so phi stays identical."""
         grads = self.meta_gradient(inner_loss, meta_loss, lr=lr)
         optimizer.zero_grad(set_to_none=True)
         for p, gp in zip(self.phi, grads):
-            p.grad = gp.detach()
+            p.grad = gp.detach() if average is None else average(gp.detach())
         optimizer.step()

@@ -22,6 +22,7 @@ from components.methods.meta_common import (
     require_trusted_split,
     soft_label_kl,
 )
+from components.training import distributed
 
 
 class MetaLabelNet(MetaMethod):
@@ -36,13 +37,11 @@ class MetaLabelNet(MetaMethod):
         cfg = ctx.params.stage2.metalabelnet
         require_trusted_split(ctx, "metalabelnet")
         self.cfg = cfg
-        if cfg.feature_source == "frozen_warmup":
-            self.encoder = copy.deepcopy(ctx.model).eval().requires_grad_(False)
-        else:
-            self.encoder = ctx.model
-        self.slp = nn.Linear(out_features(ctx.model), ctx.splits.n_classes).to(ctx.device)
+        net = distributed.unwrap(ctx.model)
+        self.encoder = copy.deepcopy(net).eval().requires_grad_(False) if cfg.feature_source == "frozen_warmup" else net
+        self.slp = nn.Linear(out_features(net), ctx.splits.n_classes).to(ctx.device)
         if cfg.slp_init == "from_head":
-            self.slp.load_state_dict(ctx.model.head.state_dict())
+            self.slp.load_state_dict(net.head.state_dict())
         optimizer = torch.optim.Adam(self.slp.parameters(), lr=cfg.slp_lr, weight_decay=cfg.slp_weight_decay)
         super().__init__(ctx, list(self.slp.parameters()), optimizer, clone_buffers=cfg.bn_meta == "clone")
         self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
@@ -50,18 +49,19 @@ class MetaLabelNet(MetaMethod):
 
     def _features(self, x: Tensor) -> Tensor:
         with torch.no_grad():
-            if self.encoder is self.model:  # live features: eval-mode pass so the real BN stats stay put
-                was = self.model.training
-                self.model.eval()
-                features = self.model(x)[1]
-                self.model.train(was)
+            if self.encoder is self.net:  # live features: eval-mode pass so the real BN stats stay put
+                was = self.net.training
+                self.net.eval()
+                features = self.net(x)[1]
+                self.net.train(was)
                 return features
             return self.encoder(x)[1]
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.ctx.augment.weak(self.splits.x_train[idx])
-        logits, _ = self.model(x)  # the real forward, reused by the real step
-        features = self._features(x)
+        dist = self.ctx.dist
+        x, _, mine = self.views(idx)  # the global batch (the meta step's) and this rank's rows; no noisy label
+        logits, _ = self.model(x[mine])  # the real forward, reused by the real step
+        features = dist.split_forward(self._features, x)
         norm = self.cfg.loss_norm
         meta = self.meta_batches.next()
         x_meta, y_meta = self.splits.x_val[meta], self.splits.y_val[meta]
@@ -75,7 +75,8 @@ class MetaLabelNet(MetaMethod):
 
         self.maybe_meta_update(inner, meta_loss, lr=self.cfg.alpha_inner)
         with torch.no_grad():
-            soft = torch.softmax(self.slp(features), dim=1)
+            soft = torch.softmax(self.slp(features[mine]), dim=1)
         p = torch.softmax(logits, dim=1)
-        loss = soft_label_kl(p, soft, norm=norm) + self.cfg.entropy_weight * entropy(p, norm=norm)
-        return loss, logits
+        rows = len(x)
+        loss = soft_label_kl(p, soft, norm=norm, rows=rows) + self.cfg.entropy_weight * entropy(p, norm=norm, rows=rows)
+        return dist.batch_share(loss), logits

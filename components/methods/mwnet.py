@@ -35,7 +35,8 @@ class MWNet(MetaMethod):
                                            seed=ctx.params.stage2.seed, device=ctx.device)
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        x, y = self.ctx.augment.weak(self.splits.x_train[idx]), self.splits.y_train[idx]
+        dist = self.ctx.dist
+        x, y, mine = self.views(idx)  # the global batch (the meta step's) and this rank's rows
         meta = self.meta_batches.next()
         x_meta, y_meta = self.splits.x_val[meta], self.splits.y_val[meta]
 
@@ -46,5 +47,7 @@ class MWNet(MetaMethod):
             return F.cross_entropy(forward(x_meta)[0], y_meta)
 
         self.maybe_meta_update(inner, meta_loss)
-        logits, _ = self.model(x)
-        return weighted_loss(self.wnet, logits, y, normalize=self.cfg.normalize_weights, train_weights=False), logits
+        logits, _ = self.model(x[mine])
+        loss = weighted_loss(self.wnet, logits, y[mine], normalize=self.cfg.normalize_weights, train_weights=False,
+                             dist=dist)
+        return dist.batch_share(loss), logits

@@ -11,7 +11,6 @@ from components.methods.robust_losses import sce_loss
 class SCE(Stage2Method):
     """CE plus reverse CE against the one-hot label clamped at `rce_log_floor`."""
 
-    DDP = True
 
     DEFAULT_INIT = "scratch"  # as in the paper
 

@@ -29,8 +29,10 @@ def run_stage(name: str, main: Callable[[], None]) -> int:
     Under torchrun, ranks other than 0 name themselves, a lost peer (a failed or timed-out collective) is one
     line and exit 1, and the process group is left at the end whatever happened.
     """
+    clean = False
     try:
         main()
+        clean = True
     except LnlError as error:
         print(f"{_label(name)}: error: {error}", file=sys.stderr)
         return 2
@@ -45,7 +47,7 @@ def run_stage(name: str, main: Callable[[], None]) -> int:
         return 1
     finally:
         if _distributed():
-            _distributed().shutdown()
+            _distributed().shutdown(clean=clean)
     return 0
 
 

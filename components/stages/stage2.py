@@ -15,7 +15,7 @@ from components.paths import Stage2Outputs
 from components.config import load_params, validate_params
 from components.errors import LnlError
 from components.io import atomic_dir, read_json, write_json, write_tsv
-from components.methods import REGISTRY, get_method
+from components.methods import get_method
 from components.evaluation.labelfree import LowestClidSelector
 from components.methods.base import MethodContext
 from components.methods.meta_common import unlabelled_subset
@@ -91,9 +91,6 @@ def main(argv: list[str] | None = None) -> None:
     outputs = Stage2Outputs.inside(args.out) if args.out else Stage2Outputs()
     method_cls = get_method(cfg.method)
     init = resolve_init(cfg.init, method_cls, cfg.method)
-    if distributed.requested_world() > 1 and not method_cls.DDP:
-        raise LnlError(f"stage2.method: '{cfg.method}' runs in one process only; under torchrun use one of "
-                       f"{', '.join(name for name in REGISTRY if get_method(name).DDP)}")
     dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group
     device = dist.device
     runtime = resolve_runtime(params.runtime, device)
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         model=dist.wrap(model), splits=splits, params=params,
         augment=distributed.ShardedAugmenter(augment, dist) if dist.active else augment,
         wrong_events=dynamics["wrong_events"].astype(np.int64), device=device, optimizer=optimizer,
-        arch=checkpoint["arch"], base_state=base_state, init=init,
+        arch=checkpoint["arch"], base_state=base_state, init=init, dist=dist,
     )
     method = method_cls(ctx)
     model = distributed.unwrap(method.eval_model)  # what is evaluated, selected and saved (an ensemble for DivideMix)

@@ -10,6 +10,7 @@ global batch's mean loss, and `gather_rows` / `sync_rows` give every rank the sa
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from datetime import timedelta
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
 from components.errors import LnlError
+from components.training.runtime import eager
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_ENV = "LNLFLOW_DIST_TIMEOUT"  # seconds a collective may wait for a missing rank (default 600)
@@ -49,15 +50,45 @@ class Distributed:
         """Where collectives run: the GPU for NCCL, the CPU for gloo."""
         return self.device if self.device.type == "cuda" else torch.device("cpu")
 
+    def span(self, n: int) -> tuple[int, int]:
+        """This rank's contiguous part [start, stop) of n rows (every rank's part differs by at most one row)."""
+        if not self.active:
+            return 0, n
+        bounds = np.linspace(0, n, self.world + 1).round().astype(int)
+        return int(bounds[self.rank]), int(bounds[self.rank + 1])
+
     def shard(self, idx: Tensor) -> Tensor:
         """This rank's contiguous slice of a global batch (sizes differ by at most one); remembers where it sits."""
-        if not self.active:
-            self.batch = (len(idx), 0, len(idx))
-            return idx
-        bounds = np.linspace(0, len(idx), self.world + 1).round().astype(int)
-        start, stop = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        start, stop = self.span(len(idx))
         self.batch = (len(idx), start, stop)
-        return idx[start:stop]
+        return idx if not self.active else idx[start:stop]
+
+    def global_batch(self, idx: Tensor) -> Tensor:
+        """The whole batch whose shard `idx` is (every rank's shard, in rank order: the single process's batch)."""
+        return self.gather_cat(idx)
+
+    def in_shard(self, positions: Tensor) -> Tensor:
+        """Of `positions` in the global batch, those inside this rank's shard, as positions within the shard."""
+        if not self.active or self.batch is None:
+            return positions
+        _, start, stop = self.batch
+        return positions[(positions >= start) & (positions < stop)] - start
+
+    def batch_share(self, part: Tensor) -> Tensor:
+        """This rank's addend `part` of the global batch's loss (the addends over ranks sum to it), in the form
+        `train_epochs` expects of `batch_loss`: it multiplies by `loss_scale` and DDP averages over ranks."""
+        if not self.active:
+            return part
+        size, start, stop = self.batch
+        return part * (size / (stop - start))
+
+    def split_forward(self, fn, x: Tensor) -> Tensor:
+        """`fn(x)` for a row-wise `fn` without gradient, computed data-parallel: each rank applies it to its part of
+        `x` and every rank gets all rows (train-mode BatchNorm inside sees all rows through the global statistics)."""
+        if not self.active:
+            return fn(x)
+        start, stop = self.span(len(x))
+        return self.gather_cat(fn(x[start:stop]))
 
     def loss_scale(self) -> float:
         """world · local / global: DDP's mean over ranks of (scale · local mean loss) is the global mean loss."""
@@ -81,19 +112,27 @@ class Distributed:
         dist.all_gather(parts, tensor)
         return parts
 
+    def all_mean(self, tensor: Tensor) -> Tensor:
+        """The element-wise mean over ranks (keeps replicated state, e.g. meta-parameters, identical on every rank)."""
+        return self.all_sum(tensor) / self.world if self.active else tensor
+
+    def gather_cat(self, values: Tensor) -> Tensor:
+        """Every rank's rows of `values` (lengths may differ), concatenated in rank order, on `values`' device.
+        Boolean rows travel as bytes (gloo cannot gather bool)."""
+        if not self.active:
+            return values
+        comm = self._comm()
+        sizes = [int(n) for n in self._all_gather(torch.tensor([len(values)], device=comm))]
+        sent = values.to(comm, torch.uint8 if values.dtype == torch.bool else values.dtype)
+        padded = torch.cat([sent, sent.new_zeros((max(sizes) - len(values), *values.shape[1:]))]).contiguous()
+        out = torch.cat([part[:n] for part, n in zip(self._all_gather(padded), sizes)])
+        return out.to(values.device, values.dtype)
+
     def gather_rows(self, idx: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Every rank's (sample indices, per-sample rows), concatenated in rank order, on `values`' device."""
         if not self.active:
             return idx, values
-        comm = self._comm()
-        sizes = [int(n) for n in self._all_gather(torch.tensor([len(idx)], device=comm))]
-        longest = max(sizes)
-        pad = longest - len(idx)
-        idx_p = F.pad(idx.to(comm, torch.long), (0, pad))
-        val_p = torch.cat([values.to(comm), values.new_zeros((pad, *values.shape[1:])).to(comm)])
-        idx_all = torch.cat([part[:n] for part, n in zip(self._all_gather(idx_p), sizes)])
-        val_all = torch.cat([part[:n] for part, n in zip(self._all_gather(val_p.contiguous()), sizes)])
-        return idx_all.to(values.device), val_all.to(values.device)
+        return self.gather_cat(idx.to(values.device, torch.long)), self.gather_cat(values)
 
     def sync_rows(self, target: Tensor | np.ndarray, idx: Tensor) -> None:
         """In place: `target[i]` on every rank becomes the value held by the rank that trained sample `i`."""
@@ -121,13 +160,17 @@ class Distributed:
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
 
-class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm over the global batch with differentiable all-reduces: nn.SyncBatchNorm for gloo on the CPU
-    (which SyncBatchNorm rejects). Same parameters and buffers, so checkpoints load into plain BatchNorm."""
+class LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Plain BatchNorm for any input rank (what GlobalBatchNorm and SyncBatchNorm layers become in `local_structure`)."""
 
     def _check_input_dim(self, x: Tensor) -> None:
         if x.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
+
+
+class GlobalBatchNorm(LocalBatchNorm):
+    """BatchNorm over the global batch with differentiable all-reduces: nn.SyncBatchNorm for gloo on the CPU
+    (which SyncBatchNorm rejects). Same parameters and buffers, so checkpoints load into plain BatchNorm."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and self.track_running_stats) or not dist.is_initialized():
@@ -192,6 +235,27 @@ class ShardedAugmenter:
         return self._view(self.augmenter.strong, x)
 
 
+def unsharded(augmenter):
+    """The augmenter behind a ShardedAugmenter: its views of a whole global batch are the single process's."""
+    return augmenter.augmenter if isinstance(augmenter, ShardedAugmenter) else augmenter
+
+
+def local_structure(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose BatchNorm layers never synchronise (plain per-process batch statistics): the module
+    that functional calls run through when one rank computes a replicated step over a whole global batch."""
+    with eager(unwrap(model)):  # a compiled forward is not copied
+        twin = copy.deepcopy(unwrap(model))
+    for name, module in list(twin.named_modules()):
+        if name and isinstance(module, (GlobalBatchNorm, nn.SyncBatchNorm)):
+            local = LocalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                   module.track_running_stats)
+            local.load_state_dict(module.state_dict())
+            local.train(module.training)
+            parent, _, child = name.rpartition(".")
+            twin.get_submodule(parent)._modules[child] = local
+    return twin
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The trained network inside a DDP wrapper (state_dict keys without `module.`)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
@@ -238,10 +302,17 @@ def setup(device: torch.device) -> Distributed:
     return _STATE
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a stage, also after an error)."""
+def shutdown(*, clean: bool = True) -> None:
+    """Leave the process group (at the end of a stage, also after an error: `clean=False`).
+
+    After a clean run a barrier comes first. It waits without holding the GIL until gloo's worker threads have
+    finished with every earlier collective; tearing the group down while one of them still waits for the GIL
+    (to release a gathered tensor) deadlocks the process at exit (seen with torch 2.13 on the CPU).
+    """
     global _STATE
     if dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
     _STATE = Distributed()
 
