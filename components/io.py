@@ -56,6 +56,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def save_torch(payload: Any, path: str | Path) -> None:
+    """`torch.save` atomically and byte-reproducibly. Through an open handle: given a path, torch names the
+    archive's records after the file name, so the temporary name would make identical payloads differ (new DVC
+    hashes, run-cache misses and duplicate registered models)."""
+    import torch  # only the training stages pay for it
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it becomes `path` (replacing any old one).

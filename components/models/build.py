@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from components.errors import LnlError, first_line
-from components.io import atomic_path
+from components.io import save_torch
 
 
 DEFAULT_WIDTH = {"preact_resnet18": 64, "resnet34": 64}  # the standard widths; others (cnn, mlp): 32
@@ -77,8 +77,7 @@ def build_model(arch: dict[str, Any], *, weights: str | Path | None = None) -> n
 def save_model_checkpoint(path: str | Path, arch: dict[str, Any], state_dict: dict[str, torch.Tensor], **meta: Any) -> None:
     """Write {arch, state_dict, meta} atomically; plain types only, so it loads with weights_only=True."""
     payload = {"arch": arch, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
 
 
 def load_model_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

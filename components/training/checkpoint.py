@@ -26,7 +26,7 @@ import torch
 from pydantic import BaseModel
 
 from components.errors import LnlError
-from components.io import atomic_path, sha256_file, to_jsonable
+from components.io import save_torch, sha256_file, to_jsonable
 from components.training.state import capture, materialise, restore
 
 CHECKPOINTS = Path(".lnlflow/checkpoints")
@@ -92,8 +92,7 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 def write_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     """The one place a checkpoint is written (atomically: a kill leaves the previous one or this one)."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload), tmp)
+    save_torch(dict(payload), path)
 
 
 class ResumeCheckpoint:

@@ -387,6 +387,15 @@ def test_checkpoint_round_trip(tmp_path):
     assert torch.equal(loaded(x)[0], model(x)[0])
 
 
+def test_the_same_model_saved_twice_is_the_same_bytes(tmp_path):
+    """DVC hashes and the registry's de-duplication need identical weights to give an identical file."""
+    arch = architecture(ModelParams(arch="cnn", width=4), (1, 8, 8), 10)
+    state = build_model(arch).state_dict()
+    for name in ("a.pt", "b.pt"):
+        save_model_checkpoint(tmp_path / name, arch, state, epoch=1)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
 def test_load_missing_checkpoint(tmp_path):
     with pytest.raises(LnlError, match="not found"):
         load_model_checkpoint(tmp_path / "absent.pt")
