@@ -53,6 +53,10 @@ def find_cifar(layout: CifarLayout, root: Path, download: bool) -> Path:
         if all((folder / name).is_file() for name in _files(layout)):
             return folder
     if download:
+        if (root / layout.folder).is_dir():  # never replaced: it may hold the user's own files
+            missing = [name for name in _files(layout) if not (root / layout.folder / name).is_file()]
+            raise LnlError(f"data.root: {root / layout.folder} is incomplete (missing {', '.join(missing)}); "
+                           "add the missing files, or move the folder away to download afresh")
         return download_and_extract(layout.url, layout.md5, root, layout.folder)
     raise LnlError(
         f"data.root: {layout.name} not found under {root}: expected {layout.folder}/ with {', '.join(_files(layout))} "

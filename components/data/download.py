@@ -50,10 +50,15 @@ def download_and_extract(url: str, md5: str, root: Path, folder: str, *, timeout
     """Make `root/folder` from the archive at `url`: nothing appears under `root` unless every step succeeds.
 
     The archive is streamed into a temporary folder inside `root`, its md5 checked, extracted there, and only
-    then `folder` is renamed into place. Any failure removes the temporary folder.
+    then `folder` is renamed into place. Any failure removes the temporary folder, and `root` itself if this
+    call created it. An existing `root/folder` is never replaced (it may hold the user's files).
     """
+    if (root / folder).exists():
+        raise LnlError(f"{root / folder} already exists; move it away to download afresh")
+    first_new = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)  # the top folder made here
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    done = False
     try:
         archive = scratch / PurePosixPath(url).name
         try:
@@ -67,6 +72,9 @@ def download_and_extract(url: str, md5: str, root: Path, folder: str, *, timeout
         if not (extracted / folder).is_dir():
             raise LnlError(f"{archive.name} does not contain the folder '{folder}'")
         os.replace(extracted / folder, root / folder)
+        done = True
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if not done and first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
     return root / folder

@@ -100,8 +100,13 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path):
     _tar_of(tmp_path / "src" / "cifar-10-batches-py", archive)
     root = tmp_path / "root"
     with pytest.raises(LnlError, match=r"a.tar.gz: checksum mismatch \(md5 [0-9a-f]{32}, expected 0{32}\)"):
+        download_and_extract(archive.as_uri(), "0" * 32, root / "new" / "cifar", "cifar-10-batches-py")
+    assert not (root / "new").exists()  # the folders this call made are gone
+    root.mkdir()
+    (root / "mine.txt").write_text("the user's")
+    with pytest.raises(LnlError, match="checksum mismatch"):
         download_and_extract(archive.as_uri(), "0" * 32, root, "cifar-10-batches-py")
-    assert list(root.iterdir()) == []
+    assert [p.name for p in root.iterdir()] == ["mine.txt"]  # an existing root keeps exactly what it had
     with pytest.raises(LnlError, match="checksum mismatch"):
         verify_md5(archive, "f" * 32)
 
@@ -109,7 +114,17 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path):
 def test_download_without_network_is_a_clear_error(tmp_path):
     with pytest.raises(LnlError, match=r"cannot download .*place the extracted files under"):
         download_and_extract((tmp_path / "absent.tar.gz").as_uri(), "0" * 32, tmp_path / "root", "x")
-    assert list((tmp_path / "root").iterdir()) == []
+    assert not (tmp_path / "root").exists()
+
+
+def test_download_never_replaces_an_incomplete_folder(tmp_path):
+    write_cifar10(tmp_path / "root")
+    (tmp_path / "root" / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(LnlError, match=r"cifar-10-batches-py is incomplete \(missing data_batch_3\); add the missing"):
+        find_cifar(CIFAR10, tmp_path / "root", download=True)  # before any download
+    assert (tmp_path / "root" / "cifar-10-batches-py" / "data_batch_1").is_file()
+    with pytest.raises(LnlError, match="already exists; move it away"):
+        download_and_extract("file:///absent.tar.gz", "0" * 32, tmp_path / "root", "cifar-10-batches-py")
 
 
 @pytest.mark.parametrize("member", ["../escape.txt", "/abs.txt", "link"])
