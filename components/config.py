@@ -51,6 +51,8 @@ class DataParams(Section):
     download: bool = Field(False, description="cifar10/cifar100: fetch the official archive into root if absent")
     image_size: int | None = Field(None, ge=4, description="decoded images are resized to this square side")
     labels_csv: str | None = Field(None, description="image_folder: CSV file,label[,trusted][,clean] for a flat folder")
+    classes: tuple[str, ...] | None = Field(None, description="labels_csv: the class list, in label order; a label "
+                                            "or clean value outside it is an error (default: the labels found)")
     food101_root: str | None = Field(None, description="food101n: the Food-101 folder (meta/test.txt, images/)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="trusted validation split, stratified")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="ignored by sources with an official test set")
@@ -71,12 +73,20 @@ class DataParams(Section):
             name for name, allowed in (
                 ("path", ("npz", "csv")), ("root", ROOT_SOURCES), ("download", ("cifar10", "cifar100")),
                 ("image_size", ("image_folder", *DECODED_SOURCES)), ("labels_csv", ("image_folder",)),
+                ("classes", ("image_folder",)),
                 ("food101_root", ("food101n",)),
             )
             if getattr(self, name) not in (None, False) and source not in allowed
         ]
         if misplaced:
             raise ValueError(f"{', '.join('data.' + m for m in misplaced)} not used by source '{source}' (remove or set to null)")
+        if self.classes is not None:
+            if not self.labels_csv:
+                raise ValueError("data.classes lists the classes of data.labels_csv; set labels_csv or remove classes")
+            repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            if len(self.classes) < 2 or repeated or not all(c.strip() for c in self.classes):
+                raise ValueError(f"data.classes must name at least 2 distinct, non-empty classes"
+                                 + (f" (repeated: {', '.join(repeated)})" if repeated else ""))
         if source == "food101n" and not self.food101_root:
             raise ValueError("source 'food101n' needs data.food101_root (Food-101, whose test split is the test set)")
         return self

@@ -68,8 +68,18 @@ def _csv_labels(cfg, root: Path):
     empty = next((i for i, r in enumerate(rows) if not r["file"] or not r["label"]), None)
     if empty is not None:
         raise LnlError(f"data.labels_csv: {path.name} line {empty + 2}: empty file or label")
-    given, classes, numeric = _encode_csv_labels([r["label"] for r in rows])
-    lookup = {c: i for i, c in enumerate(classes)}
+    first: dict[str, int] = {}
+    for line, name in enumerate(names, start=2):
+        if first.setdefault(name, line) != line:
+            raise LnlError(f"data.labels_csv: {path.name} lines {first[name]} and {line} both list '{name}' "
+                           "(one row per image)")
+    if cfg.classes is not None:  # the user's class list: names only, in label order
+        classes, numeric = tuple(cfg.classes), False
+        lookup = {c: i for i, c in enumerate(classes)}
+        given = _index([r["label"] for r in rows], lookup, "label", path)
+    else:
+        given, classes, numeric = _encode_csv_labels([r["label"] for r in rows])
+        lookup = {c: i for i, c in enumerate(classes)}
     trusted = None
     if "trusted" in rows[0]:
         words = [r["trusted"].lower() for r in rows]

@@ -9,7 +9,7 @@ from components.errors import LnlError
 
 def stratified_split(
     y: np.ndarray, *, n_classes: int, val_fraction: float, test_fraction: float, seed: int,
-    trusted: np.ndarray | None = None, test: np.ndarray | None = None,
+    trusted: np.ndarray | None = None, test: np.ndarray | None = None, class_names: tuple[str, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per class: shuffle, take round(n·test) for test and round(n·val) for val (each ≥ 1), rest train.
 
@@ -33,7 +33,8 @@ def stratified_split(
         n_test = max(1, int(round(n * test_fraction))) if test is None else 0
         n_val = max(1, int(round(n * val_fraction))) if trusted is None else 0
         if n - n_test - n_val < 1:
-            raise LnlError(f"class {c} has only {n} samples: too few for a train/val/test split")
+            name = f"class {c}" + (f" ('{class_names[c]}')" if class_names and class_names[c] != str(c) else "")
+            raise LnlError(f"{name} has only {n} samples: too few for a train/val/test split")
         parts["test"].append(members[:n_test])
         parts["val"].append(members[n_test : n_test + n_val])
         parts["train"].append(members[n_test + n_val :])

@@ -17,7 +17,7 @@ def main() -> None:
     dataset = load_dataset(cfg)
     split = stratified_split(
         dataset.y, n_classes=dataset.n_classes, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-        seed=cfg.seed, trusted=dataset.trusted, test=dataset.test,
+        seed=cfg.seed, trusted=dataset.trusted, test=dataset.test, class_names=dataset.classes,
     )
     real = {"y_given": dataset.y_given, "noise_truth": dataset.noise_truth} if dataset.y_given is not None else {}
     with atomic_dir(paths.PREPARED) as out:

@@ -59,6 +59,36 @@ def test_flat_folder_with_labels_csv(tmp_path):
     assert data.trusted.tolist() == [True, True] + [False] * 6
 
 
+def test_a_class_list_orders_the_classes_and_refuses_labels_outside_it(tmp_path):
+    for i in range(4):
+        write_image(tmp_path / "img" / f"{i}.png", i)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("file,label,clean\n0.png,fish,fish\n1.png,bird,fish\n2.png,fish,\n3.png,bird,bird\n")
+    params = _folder_params(tmp_path / "img", labels_csv=str(csv), classes=("fish", "bird"))
+    data = load_dataset(params)
+    assert data.classes == ("fish", "bird") and data.y_given.tolist() == [0, 1, 0, 1]
+    assert data.noise_truth.tolist() == [0, 1, -1, 0]
+    csv.write_text("file,label\n0.png,fish\n1.png,Bird\n")
+    with pytest.raises(LnlError, match=r"line 3: label 'Bird' is not in the class list \(fish, bird\)"):
+        load_dataset(params)
+    csv.write_text("file,label,clean\n0.png,fish,fish\n1.png,bird,cat\n")
+    with pytest.raises(LnlError, match=r"line 3: clean 'cat' is not in the class list"):
+        load_dataset(params)
+    with pytest.raises(ValueError, match="data.classes must name at least 2 distinct.*repeated: fish"):
+        DataParams(source="image_folder", root="x", labels_csv="a.csv", classes=("fish", "fish"))
+    with pytest.raises(ValueError, match="data.classes lists the classes of data.labels_csv"):
+        DataParams(source="image_folder", root="x", classes=("a", "b"))
+
+
+def test_a_class_too_small_to_split_is_named(tmp_path):
+    for c, name in enumerate(["cat", "dog"]):
+        for j in range(3 if c else 1):
+            write_image(tmp_path / name / f"{j}.png", 10 * c + j)
+    data = load_dataset(_folder_params(tmp_path))
+    with pytest.raises(LnlError, match=r"class 0 \('cat'\) has only 1 samples"):
+        stratified_split(data.y, n_classes=2, val_fraction=0.1, test_fraction=0.2, seed=0, class_names=data.classes)
+
+
 def test_labels_csv_errors(tmp_path):
     write_image(tmp_path / "img" / "a.png", 1)
     write_image(tmp_path / "img" / "b.png", 2)
@@ -73,6 +103,9 @@ def test_labels_csv_errors(tmp_path):
         load_dataset(params)
     csv.write_text("file,label,clean\na.png,0,0\nb.png,1,7\n")
     with pytest.raises(LnlError, match=r"line 3: clean '7' is not in the class list \(0, 1\)"):
+        load_dataset(params)
+    csv.write_text("file,label\na.png,0\nb.png,1\na.png,1\n")
+    with pytest.raises(LnlError, match=r"lines 2 and 4 both list 'a.png' \(one row per image\)"):
         load_dataset(params)
     csv.write_text("file,klass\na.png,0\n")
     with pytest.raises(LnlError, match="lacks column.* label"):
