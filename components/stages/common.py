@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from collections.abc import Callable
@@ -19,7 +20,10 @@ def _distributed():
 
 
 def _label(name: str) -> str:
+    """`lnlflow <stage>`, naming the rank under torchrun (also for errors found before the process group exists)."""
     rank = _distributed().current().rank if _distributed() else 0
+    if not rank and os.environ.get("RANK", "").isdigit():
+        rank = int(os.environ["RANK"])
     return f"lnlflow {name}" + (f" (rank {rank})" if rank else "")
 
 
