@@ -85,7 +85,7 @@ class DataParams(Section):
                 raise ValueError("data.classes lists the classes of data.labels_csv; set labels_csv or remove classes")
             repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
             if len(self.classes) < 2 or repeated or not all(c.strip() for c in self.classes):
-                raise ValueError(f"data.classes must name at least 2 distinct, non-empty classes"
+                raise ValueError("data.classes must name at least 2 distinct, non-empty classes"
                                  + (f" (repeated: {', '.join(repeated)})" if repeated else ""))
         if source == "food101n" and not self.food101_root:
             raise ValueError("source 'food101n' needs data.food101_root (Food-101, whose test split is the test set)")
