@@ -237,10 +237,13 @@ def test_stage2_methods_under_torchrun_train_as_one_process(workspace, method):
                                    np.load(single / "scores.npz")["p_label_wrong"], atol=1e-2)
 
 
-def test_a_bad_setting_under_torchrun_is_one_labelled_line_per_rank_and_writes_nothing(workspace):
+def test_a_bad_setting_under_torchrun_is_one_labelled_line_per_rank_at_most_and_writes_nothing(workspace):
     result = run([f"{BIN}/torchrun", "--standalone", "--nproc_per_node", "2", "-m", "components.stages.stage2",
                   "--set", "lr=-1", "--out", "refused"], workspace, check=False, timeout=300)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if ": error: " in line and "stage2.lr" in line]
-    assert sorted(line.split(": error: ")[0] for line in errors) == ["lnlflow stage2", "lnlflow stage2 (rank 1)"]
+    labels = [line.split(": error: ")[0] for line in errors]
+    # torchrun stops the other rank when the first fails, so it may not get to print its own line
+    assert labels and len(set(labels)) == len(labels) <= 2
+    assert set(labels) <= {"lnlflow stage2", "lnlflow stage2 (rank 1)"}
     assert not (workspace / "refused").exists()
