@@ -224,9 +224,8 @@ def test_stage2_methods_under_torchrun_train_as_one_process(workspace, method):
     np.testing.assert_allclose(logs[1]["loss"], logs[0]["loss"], rtol=1e-4, err_msg="loss")
     for column in ("train_acc", "val_acc", "test_acc"):  # float rounding may flip a near-tie prediction or two
         np.testing.assert_allclose(logs[1][column], logs[0][column], atol=0.003, equal_nan=True, err_msg=column)
-    # Adam turns rounding-level gradient differences into ~lr-sized steps where a gradient is near zero: the
-    # weights agree to 1e-7 for ce/coteaching and to ~1e-4 for DivideMix after 20 steps (its per-step losses
-    # agree to 1e-6 throughout).
+    # Measured: weights agree to ~1e-7 for every method but DivideMix, whose second network drifts to ~1e-4
+    # (its per-step losses agree to 1e-6 and the ranks stay identical; README "Multi-GPU training").
     weights = [torch.load(folder / "model_last.pt", weights_only=True)["state_dict"] for folder in (single, ddp)]
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
