@@ -11,7 +11,6 @@ from components.methods.base import Stage2Method
 class CrossEntropy(Stage2Method):
     """Cross-entropy on the weak view."""
 
-
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         logits, _ = self.model(self.ctx.augment.weak(self.splits.x_train[idx]))
         return F.cross_entropy(logits, self.splits.y_train[idx]), logits

@@ -102,8 +102,7 @@ class CoTeaching(Stage2Method):
         rejected = torch.full((len(both),), 2.0, device=y.device)
         rejected[chosen_by_1] -= 1
         rejected[chosen_by_2] -= 1
-        start = dist.batch[1] if dist.active else 0
-        self.rejected_last[idx] += rejected[start:start + len(idx)]
+        self.rejected_last[idx] += rejected[dist.offset:dist.offset + len(idx)]
         # Each network learns from the samples its peer kept (means over the global selections).
         kept = len(chosen_by_1)
         loss = (losses1[dist.in_shard(chosen_by_2)].sum() + losses2[dist.in_shard(chosen_by_1)].sum()) / kept

@@ -189,7 +189,7 @@ class DivideMix(Stage2Method):
             peer.eval()  # the peer guesses in eval mode; the trained network in train mode (as official)
             w = peer_prob[labelled][:, None]
             onehot = F.one_hot(self.splits.y_train[labelled], n_classes).float()
-            probs = lambda m, v: dist.split_forward(lambda rows: torch.softmax(m(rows)[0].float(), 1), v)  # noqa: E731
+            probs = self._probabilities
             px = (probs(net, x1) + probs(net, x2)) / 2
             targets_x = sharpen(w * onehot + (1 - w) * px, cfg.temperature)
             if len(unlabelled):
@@ -216,6 +216,10 @@ class DivideMix(Stage2Method):
             loss_u = logits.sum() * 0
         penalty = prior_penalty(torch.softmax(logits, 1), len(inputs), dist)
         return loss_x + self.lambda_u * self._ramp() * loss_u + penalty
+
+    def _probabilities(self, net: nn.Module, x: Tensor) -> Tensor:
+        """softmax(net(x)) without gradient, computed data-parallel under torchrun."""
+        return self.ctx.dist.split_forward(lambda rows: torch.softmax(net(rows)[0].float(), 1), x)
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, None]:
         losses = [loss for k in range(2) if (loss := self._net_loss(k, idx)) is not None]

@@ -13,7 +13,6 @@ from components.training.loop import predict_logits
 class GCE(Stage2Method):
     """L_q with q = 0.7; from `prune_start`, every `prune_every` epochs, samples with p_y ≤ k are pruned."""
 
-
     DEFAULT_INIT = "scratch"  # as in the paper
 
     def __init__(self, ctx: MethodContext):

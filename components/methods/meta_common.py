@@ -82,8 +82,7 @@ class MetaMethod(Stage2Method):
         batch = dist.global_batch(idx)
         augment = distributed.unsharded(self.ctx.augment)
         x = (augment.strong if strong else augment.weak)(self.splits.x_train[batch])
-        start = dist.batch[1] if dist.active else 0
-        return x, self.splits.y_train[batch], slice(start, start + len(idx))
+        return x, self.splits.y_train[batch], slice(dist.offset, dist.offset + len(idx))
 
     def inner_lr(self) -> float:
         """The virtual step size: `meta.inner_lr`, else the classifier's current learning rate."""
@@ -92,8 +91,8 @@ class MetaMethod(Stage2Method):
     def maybe_meta_update(self, inner_loss, meta_loss, *, lr: float | None = None) -> None:
         """Run the meta update on this step if it falls on the `interval` cadence."""
         if self.steps % self.interval == 0:
-            average = self.ctx.dist.all_mean if self.ctx.dist.active else None
-            self.meta_step.step(self.meta_optimizer, inner_loss, meta_loss, lr=lr or self.inner_lr(), average=average)
+            self.meta_step.step(self.meta_optimizer, inner_loss, meta_loss, lr=lr or self.inner_lr(),
+                                average=self.ctx.dist.all_mean)  # the identity in one process
         self.steps += 1
 
 

@@ -11,7 +11,6 @@ from components.methods.robust_losses import sce_loss
 class SCE(Stage2Method):
     """CE plus reverse CE against the one-hot label clamped at `rce_log_floor`."""
 
-
     DEFAULT_INIT = "scratch"  # as in the paper
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:

@@ -63,6 +63,11 @@ class Distributed:
         self.batch = (len(idx), start, stop)
         return idx if not self.active else idx[start:stop]
 
+    @property
+    def offset(self) -> int:
+        """Where this rank's shard starts in the global batch (0 in one process)."""
+        return self.batch[1] if self.active and self.batch is not None else 0
+
     def global_batch(self, idx: Tensor) -> Tensor:
         """The whole batch whose shard `idx` is (every rank's shard, in rank order: the single process's batch)."""
         return self.gather_cat(idx)
@@ -243,8 +248,9 @@ def unsharded(augmenter):
 def local_structure(model: nn.Module) -> nn.Module:
     """A copy of `model` whose BatchNorm layers never synchronise (plain per-process batch statistics): the module
     that functional calls run through when one rank computes a replicated step over a whole global batch."""
-    with eager(unwrap(model)):  # a compiled forward is not copied
-        twin = copy.deepcopy(unwrap(model))
+    model = unwrap(model)
+    with eager(model):  # a compiled forward is not copied
+        twin = copy.deepcopy(model)
     for name, module in list(twin.named_modules()):
         if name and isinstance(module, (GlobalBatchNorm, nn.SyncBatchNorm)):
             local = LocalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
