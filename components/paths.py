@@ -29,6 +29,12 @@ STAGE2_METRICS = METRICS / "stage2.json"
 EVAL_METRICS = METRICS / "eval.json"
 LABEL_ISSUES = REPORTS / "label_issues.csv"
 
+INPUTS = Path("data/inputs")  # stage `inputs`: fingerprints of the user's files named in params.yaml
+DATA_INPUTS = INPUTS / "data.json"
+NOISE_INPUTS = INPUTS / "noise.json"
+MODEL_INPUTS = INPUTS / "model.json"
+INPUT_DIGESTS = Path(".lnlflow/input_digests.sqlite")  # digest cache keyed on (path, size, mtime_ns, inode)
+
 COMPARE = Path("outputs/compare")
 COMPARISON_MD = Path("outputs/comparison.md")
 COMPARISON_METRICS = METRICS / "comparison.json"
