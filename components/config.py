@@ -6,12 +6,15 @@ work with one message naming the field. Importing this module is cheap (no torch
 
 from __future__ import annotations
 
+import functools
 import re
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from components.errors import LnlError
 
@@ -35,10 +38,51 @@ DECODED_SOURCES = ("clothing1m", "mini_webvision", "animal10n", "food101n")  # l
 METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr", "coteaching", "dividemix")  # keep in step with components.methods.REGISTRY (a test checks this)
 
 
+@functools.cache
+def _accepts(annotation: Any) -> tuple[bool, bool, tuple[str, ...], Any]:
+    """What a field type takes: (a number, any string, the allowed literal strings, the item type of a list/tuple)."""
+    number, string, literals, item = False, False, (), None
+    for arg in get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,):
+        origin = get_origin(arg)
+        if arg in (int, float):
+            number = True
+        elif arg is str:
+            string = True
+        elif origin is Literal:
+            literals += tuple(v for v in get_args(arg) if isinstance(v, str))
+        elif origin in (list, tuple) and get_args(arg):
+            item = get_args(arg)[0]
+    return number, string, literals, item
+
+
+def _not_a_number(value: Any, annotation: Any) -> str | None:
+    """Why `value` must not be coerced into the number `annotation` wants ('3' or true for an int), else None."""
+    number, string, literals, item = _accepts(annotation)
+    if isinstance(value, (list, tuple)) and item is not None:
+        return next((p for p in (_not_a_number(v, item) for v in value) if p), None)
+    if not number or string or (isinstance(value, str) and value in literals):
+        return None
+    expected = "a number" + (f" or one of {', '.join(literals)}" if literals else "")
+    if isinstance(value, bool):
+        return f"expected {expected}, not the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"expected {expected}, not the string {value!r}"
+    return None
+
+
 class Section(BaseModel):
-    """Base of every params section: immutable, strict about unknown keys."""
+    """Base of every params section: immutable, strict about unknown keys and about numbers (a quoted '3' or a
+    boolean is not taken for one; YAML 1.2's 1e-3 is a float, see load_params)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = _not_a_number(value, cls.model_fields[info.field_name].annotation)
+        if problem:
+            raise PydanticCustomError("not_a_number", problem)
+        return value
 
 
 class DataParams(Section):
@@ -381,7 +425,7 @@ class CompareParams(Section):
 
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     runs: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"ce": {"method": "ce"}, "ido": {"method": "ido"}},
+        default_factory=dict,  # as compare/dvc.yaml sees it: no section, no runs
         description="run name → stage2 overrides (dotted keys allowed), e.g. {method: clidmu, meta.scope: head}",
     )
 
@@ -449,7 +493,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         got = item.get("input")
-        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        quiet = item["type"] in ("missing", "extra_forbidden", "not_a_number") or isinstance(got, dict)
+        shown = "" if quiet else f" (got {got!r})"
         lines.append(f"{field}: {message}{shown}")
     return f"{source}: " + "; ".join(lines)
 
@@ -466,15 +511,31 @@ def validate_params(raw: Any, *, source: str = "params") -> Params:
         raise LnlError(format_validation_error(error, source)) from None
 
 
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file as DVC does (ruamel.yaml's safe loader, YAML 1.2: `1e-3` is a float, `off` a string,
+    a repeated key an error), with one error line naming the file and position."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        return YAML(typ="safe").load(path.read_text())
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(error.problem or error.context or "").split())
+        raise LnlError(f"{path}: not valid YAML{where}: {problem}") from None
+    except YAMLError as error:
+        raise LnlError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml."""
+    """Read and validate params.yaml; an empty file is an error (it would silently mean every code default)."""
     path = Path(path)
     if not path.is_file():
         raise LnlError(f"{path}: file not found (run from the project root)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise LnlError(f"{path}: not valid YAML: {error}") from None
+    raw = read_yaml(path)
+    if raw is None or raw == {}:
+        raise LnlError(f"{path} is empty: it must hold the pipeline's sections (start from the shipped params.yaml)")
     return validate_params(raw, source=str(path))
 
 

@@ -191,6 +191,89 @@ def test_load_params_names_the_file_in_validation_errors(tmp_path):
     assert "noise.rate" in str(info.value)
 
 
+def test_load_params_empty_file_is_an_error(tmp_path):
+    """An empty (or comments-only) params.yaml would silently mean every code default."""
+    path = tmp_path / "params.yaml"
+    for text in ("", "# all commented out\n", "{}\n"):
+        path.write_text(text)
+        with pytest.raises(LnlError) as info:
+            load_params(path)
+        assert str(info.value).startswith(f"{path} is empty:")
+
+
+def _load(tmp_path, text: str):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return load_params(path)
+
+
+def _load_error(tmp_path, text: str) -> str:
+    with pytest.raises(LnlError) as info:
+        _load(tmp_path, text)
+    return str(info.value).removeprefix(f"{tmp_path / 'params.yaml'}: ")
+
+
+def test_unknown_top_level_key_in_file(tmp_path):
+    assert _load_error(tmp_path, SHIPPED.read_text() + "trainig:\n  epochs: 3\n") == "trainig: unknown key"
+
+
+def test_quoted_number_is_not_a_number(tmp_path):
+    text = SHIPPED.read_text().replace("stage1:\n  epochs: 20\n", 'stage1:\n  epochs: "3"\n')
+    assert _load_error(tmp_path, text) == "stage1.epochs: expected a number, not the string '3'"
+
+
+def test_boolean_is_not_a_number(tmp_path):
+    text = SHIPPED.read_text().replace("checkpoint_every: 1", "checkpoint_every: true")
+    assert _load_error(tmp_path, text) == "runtime.checkpoint_every: expected a number, not the boolean true"
+
+
+@pytest.mark.parametrize("dotted, value, expected", [
+    ("noise.rate", "0.2", "noise.rate: expected a number, not the string '0.2'"),
+    ("stage2.meta.interval", False, "stage2.meta.interval: expected a number, not the boolean false"),
+    ("compare.seeds", [0, "1"], "compare.seeds: expected a number, not the string '1'"),
+    ("stage2.coteaching.forget_rate", "0.3",
+     "stage2.coteaching.forget_rate: expected a number or one of noise_rate, estimate, not the string '0.3'"),
+    ("model.normalize", {"mean": ["0.5"], "std": [0.2]}, "model.normalize: mean: expected a number, not the string '0.5'"),
+])
+def test_strings_and_booleans_are_not_numbers(shipped_raw, dotted, value, expected):
+    assert _error(_with(shipped_raw, dotted, value)) == f"params.yaml: {expected}"
+
+
+def test_numeric_fields_still_take_numbers_and_their_words(shipped_raw):
+    params = validate_params(_with(_with(shipped_raw, "stage1.lr", 1), "stage2.coteaching.forget_rate", "estimate"))
+    assert params.stage1.lr == 1.0 and params.stage2.coteaching.forget_rate == "estimate"
+    assert validate_params(_with(shipped_raw, "stage2.coteaching.forget_rate", 0.25)).stage2.coteaching.forget_rate == 0.25
+
+
+def test_yaml_is_read_as_dvc_reads_it(tmp_path):
+    """YAML 1.2 (ruamel, as DVC): 1e-3 is a float (PyYAML's YAML 1.1 reads a string), `off` is a string."""
+    text = SHIPPED.read_text().replace("  lr: 0.001\n  weight_decay", "  lr: 1e-3\n  weight_decay", 1)
+    text = text.replace("amp: auto", "amp: off")
+    assert "lr: 1e-3" in text and yaml.safe_load(text)["stage1"]["lr"] == "1e-3"
+    params = _load(tmp_path, text)
+    assert params.stage1.lr == 0.001 and params.runtime.amp == "off"
+
+
+def test_lists_still_fill_tuples_and_lists(tmp_path):
+    text = SHIPPED.read_text().replace("source: digits", "source: image_folder").replace("  root: null", "  root: imgs")
+    text = text.replace("labels_csv: null", "labels_csv: labels.csv").replace("classes: null", "classes: [cat, dog]")
+    text = text.replace("normalize: none", "normalize: {mean: [0.5], std: [0.25]}")
+    params = _load(tmp_path, text)
+    assert params.data.classes == ("cat", "dog") and params.model.normalize.mean == [0.5]
+    assert params.compare.seeds == [0, 1, 2]
+
+
+def test_repeated_key_is_one_line(tmp_path):
+    message = _load_error(tmp_path, SHIPPED.read_text() + "data:\n  seed: 1\n")
+    assert message.startswith("not valid YAML at line ") and 'duplicate key "data"' in message
+    assert "\n" not in message
+
+
+def test_missing_compare_section_means_no_runs(shipped_raw):
+    raw = {k: v for k, v in shipped_raw.items() if k != "compare"}
+    assert validate_params(raw).compare.runs == {}
+
+
 # --- immutability and the method registry -------------------------------------------------------------------
 
 
