@@ -11,11 +11,17 @@ import hashlib
 import json
 import math
 import os
+import pickle
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from components.errors import LnlError, first_line
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -39,16 +45,30 @@ def _remove_leftovers(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else by the set-and-restore dance."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; on success it replaces `path` in one rename, on error it is removed.
-    A killed writer's leftovers are removed first."""
+    A killed writer's leftovers are removed first. The file gets the umask's mode (mkstemp alone makes it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -69,11 +89,12 @@ def save_torch(payload: Any, path: str | Path) -> None:
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success it becomes `path` (replacing any old one).
-    A killed writer's leftovers are removed first."""
+    A killed writer's leftovers are removed first. The folder gets the umask's mode (mkdtemp alone makes it 0700)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~umask())
     try:
         yield tmp
         old = None
@@ -86,6 +107,106 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _probe(folder: Path) -> None:
+    """Create and delete a file in `folder`: the one writability test that also holds for root (who ignores
+    permission bits but not read-only mounts)."""
+    fd, name = tempfile.mkstemp(prefix=".lnlflow-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_writable(*, files: Iterable[str | Path] = (), folders: Iterable[str | Path] = ()) -> None:
+    """Before any work: every output can be written where it goes (the nearest existing folder above it, and an
+    existing output folder itself). One LnlError naming the path otherwise."""
+    targets = [(Path(f), False) for f in files] + [(Path(d), True) for d in folders]
+    for target, is_folder in targets:
+        if not is_folder and target.is_dir():  # (a file where a folder goes is simply replaced)
+            raise LnlError(f"{target}: a folder is where this stage writes a file; move it away")
+        place = target.parent
+        while not place.exists() and not place.is_symlink() and place != place.parent:
+            place = place.parent
+        if not place.is_dir():
+            raise LnlError(f"{place}: a file is where the folder for {target} should be; move it away")
+        for folder in [place, target] if is_folder and target.is_dir() else [place]:
+            try:
+                _probe(folder)
+            except OSError as error:
+                raise LnlError(f"{folder}: cannot write there ({error.strerror or first_line(error)}), "
+                               f"needed for {target}") from None
+
+
+def write_reason(error: BaseException) -> str:
+    """Why a write failed, in a few words: the OS's reason, or torch's one-line gist (its "unexpected pos"
+    RuntimeError is what a full disk looks like through torch's zip writer)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", first_line(error))
+    return "No space left on device" if "unexpected pos" in text else text
+
+
+def npz_reason(error: BaseException) -> str:
+    """Why numpy could not read an .npz, without numpy's advice to unpickle the file."""
+    text = str(error)
+    if "Object arrays cannot be loaded" in text:
+        return "it holds object arrays; lnlflow loads numeric and text arrays only, never pickled objects"
+    if "pickled" in text or isinstance(error, pickle.UnpicklingError):
+        return "not a zip archive of arrays"
+    if isinstance(error, (zipfile.BadZipFile, EOFError)) or "zip" in text.lower() or "CRC" in text:
+        return f"truncated or corrupt archive: {first_line(error)}"
+    return first_line(error)
+
+
+def read_npz_arrays(path: str | Path, keys: Sequence[str], *, optional: Sequence[str] = (),
+                    where: str | None = None, lacking: str = "") -> dict[str, Any]:
+    """The arrays `keys` (and those of `optional` present) of an .npz, never unpickling anything. A file that is
+    not a valid .npz, or lacks one of `keys`, is one LnlError starting with `where` (default: the path);
+    `lacking` is appended to the missing-arrays message."""
+    import numpy as np
+
+    where = where or str(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise LnlError(f"{where}: lacks array(s) {', '.join(missing)}{lacking}")
+            return {k: archive[k] for k in (*keys, *(k for k in optional if k in archive.files))}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, pickle.UnpicklingError, AttributeError) as error:
+        raise LnlError(f"{where}: not a valid .npz file ({npz_reason(error)})") from None
+
+
+def torch_load_reason(error: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused a file, without torch's advice to load it unsafely."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if found:
+            return f"it holds a pickled {found.group(1)} object, which lnlflow never unpickles"
+        if "Unsupported operand" in text:
+            return "not a file written by torch.save"
+        return "it holds objects other than tensors and plain containers, which lnlflow never unpickles"
+    if isinstance(error, (EOFError, zipfile.BadZipFile)) or "PytorchStreamReader" in text:
+        return "truncated or corrupt archive"
+    reason = first_line(error)
+    return type(error).__name__ if "weights_only" in reason else reason
+
+
+def load_torch(path: str | Path, what: str, *, map_location: Any = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`; a file it refuses is one LnlError `"{what} ({reason})"`, never torch's
+    multi-line message (which suggests loading the file unsafely). torch's own warnings are silenced."""
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError,
+            AttributeError, ImportError, TypeError, KeyError, IndexError) as error:
+        raise LnlError(f"{what} ({torch_load_reason(error)})") from None
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -114,8 +235,6 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     """Read JSON, naming the file in the error if it is missing or corrupt."""
-    from components.errors import LnlError
-
     path = Path(path)
     if not path.is_file():
         raise LnlError(f"{path}: file not found (run the upstream stage first: dvc repro)")

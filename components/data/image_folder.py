@@ -34,7 +34,7 @@ def _encode_csv_labels(values: list[str]) -> tuple[np.ndarray, tuple[str, ...], 
         raw = raw.astype(np.int64)
     except ValueError:
         pass
-    y, classes = encode_labels(raw, None, "data.labels_csv")
+    y, classes = encode_labels(raw, None, "data.labels_csv", lambda i: f"line {i + 2}")
     return y, classes, raw.dtype.kind == "i"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from components.data.dataset import Dataset
 from components.errors import LnlError
+from components.io import read_npz_arrays
 
 
 def load_digits_source(cfg) -> Dataset:
@@ -46,19 +46,63 @@ def _as_images_or_features(X: np.ndarray) -> tuple[np.ndarray, float | None]:
     return np.ascontiguousarray(X, dtype=np.float32), pixel_max
 
 
-def encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Integer labels stay as they are (C = max + 1 unless class names are given); strings map to sorted names."""
+def _ranges(values: np.ndarray, limit: int = 6) -> str:
+    """Sorted integers as runs: [0..9, 99] → "0..9, 99" (at most `limit` runs, then "…")."""
+    runs: list[list[int]] = []
+    for v in (int(x) for x in values):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    text = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}" for a, b in runs[:limit]]
+    return ", ".join(text + (["…"] if len(runs) > limit else []))
+
+
+def _names(classes: tuple[str, ...]) -> str:
+    return ", ".join(classes) if len(classes) <= 4 else f"{', '.join(classes[:3])}, …, {classes[-1]}"
+
+
+def _check_index_labels(y: np.ndarray, classes: tuple[str, ...] | None, where: str, row: Callable[[int], str]) -> None:
+    """Integer labels are class indices 0..C-1: one error naming the first offending value and its row."""
+    if classes is not None:
+        bad = np.flatnonzero((y < 0) | (y >= len(classes)))
+        if bad.size:
+            first = ", ".join(row(i) for i in bad[:3])
+            more = f"; {bad.size} labels are outside, the first at {first}" if bad.size > 1 else ""
+            raise LnlError(f"{where}: label {int(y[bad[0]])} in {row(bad[0])} is outside [0, {len(classes)}): the file "
+                           f"names {len(classes)} classes ({_names(classes)}){more}")
+        return
+    if y.size and y.min() < 0:
+        first = int(np.argmax(y < 0))
+        raise LnlError(f"{where}: labels must be >= 0, found {int(y[first])} in {row(first)}")
+    present = np.unique(y)
+    empty = np.setdiff1d(np.arange(int(y.max()) + 1 if y.size else 0), present)
+    if empty.size:
+        above = present[present > empty[0]]
+        detail = f"labels present: {_ranges(present)}"
+        if above.size <= 3:
+            detail += "; first " + ", ".join(f"{int(v)} in {row(int(np.argmax(y == v)))}" for v in above)
+        plural = empty.size > 1
+        raise LnlError(f"{where}: integer labels are class indices, but class{'es' if plural else ''} "
+                       f"{_ranges(empty)} ha{'ve' if plural else 's'} no samples ({detail}); "
+                       "number the classes 0..C-1 or use class names")
+
+
+def encode_labels(raw: np.ndarray, classes: tuple[str, ...] | None, where: str,
+                  row: Callable[[int], str] = lambda i: f"row {i}") -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer labels are class indices 0..C-1 (C = max + 1 unless class names are given; an index without
+    samples, or outside the named classes, is an error naming the label and its `row`); strings map to
+    sorted names."""
     if raw.dtype.kind in "iu":
         y = raw.astype(np.int64)
+        _check_index_labels(y, classes, where, row)
         if classes is None:
-            if y.size and y.min() < 0:
-                raise LnlError(f"{where}: labels must be >= 0, found {int(y.min())}")
             classes = tuple(str(c) for c in range(int(y.max()) + 1 if y.size else 0))
         return y, classes
     if raw.dtype.kind == "f":
         if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
             raise LnlError(f"{where}: labels must be whole numbers or class names")
-        return encode_labels(raw.astype(np.int64), classes, where)
+        return encode_labels(raw.astype(np.int64), classes, where, row)
     names = tuple(sorted({str(v) for v in raw}))
     lookup = {name: i for i, name in enumerate(names)}
     return np.array([lookup[str(v)] for v in raw], dtype=np.int64), names
@@ -77,20 +121,15 @@ def load_npz_source(cfg) -> Dataset:
     """A user .npz with arrays `X` and `y` (optional `classes`: class names, index = label; optional `trusted`:
     a boolean mask of rows with verified labels, which then form the validation split)."""
     path = _existing(cfg, ".npz")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = {"X", "y"} - set(archive.files)
-            if missing:
-                raise LnlError(f"data.path: {path.name} lacks array(s) {', '.join(sorted(missing))} (needs X and y)")
-            X, y_raw = archive["X"], archive["y"]
-            classes = tuple(str(c) for c in archive["classes"]) if "classes" in archive.files else None
-            trusted = _trusted_mask(archive["trusted"], "data.path") if "trusted" in archive.files else None
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise LnlError(f"data.path: cannot read {path.name} as .npz ({error})") from None
+    where = f"data.path {path}"
+    arrays = read_npz_arrays(path, ("X", "y"), optional=("classes", "trusted"), where=where, lacking=" (needs X and y)")
+    X, y_raw = arrays["X"], arrays["y"]
+    classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else None
+    trusted = _trusted_mask(arrays["trusted"], where) if "trusted" in arrays else None
     if X.dtype.kind not in "biuf":
-        raise LnlError(f"data.path: X must be numeric, got dtype {X.dtype}")
+        raise LnlError(f"{where}: X must be numeric, got dtype {X.dtype}")
     X, pixel_max = _as_images_or_features(X)
-    y, classes = encode_labels(y_raw, classes, "data.path")
+    y, classes = encode_labels(y_raw, classes, where, lambda i: f"row {i} (y[{i}])")
     return Dataset(path.stem, X, y, classes, pixel_max, trusted)
 
 
@@ -122,7 +161,7 @@ def load_csv_source(cfg) -> Dataset:
         labels = labels.astype(np.int64)
     except ValueError:
         pass
-    y, classes = encode_labels(labels, None, f"data.path: {path.name}")
+    y, classes = encode_labels(labels, None, f"data.path {path}", lambda i: f"line {numbered[i][0]}")
     return Dataset(path.stem, X, y, classes, None)
 
 

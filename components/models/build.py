@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from components.errors import LnlError, first_line
-from components.io import save_torch
+from components.io import load_torch, save_torch
 
 
 DEFAULT_WIDTH = {"preact_resnet18": 64, "resnet34": 64}  # the standard widths; others (cnn, mlp): 32
@@ -85,11 +84,11 @@ def load_model_checkpoint(path: str | Path, *, device: str | torch.device = "cpu
     path = Path(path)
     if not path.is_file():
         raise LnlError(f"{path}: model file not found (run the upstream stage first: dvc repro)")
+    payload = load_torch(path, f"{path}: not a valid lnlflow model file", map_location=device)
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
         model = build_model(payload["arch"])
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, EOFError, OSError, TypeError, pickle.UnpicklingError) as error:
-        reason = first_line(error)
-        raise LnlError(f"{path}: corrupt or incompatible model file ({reason})") from None
+    except (RuntimeError, KeyError, TypeError, IndexError, AttributeError) as error:
+        reason = f"{type(error).__name__}: {first_line(error)}"
+        raise LnlError(f"{path}: not a valid lnlflow model file ({reason})") from None
     return model.to(device), payload

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from components.errors import LnlError, first_line
+from components.errors import LnlError
+from components.io import load_torch
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
@@ -17,15 +15,11 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise LnlError(f"model.weights: {path}: file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        reason = first_line(error)
-        raise LnlError(f"model.weights: {path}: not a loadable weights file ({reason})") from None
+    payload = load_torch(path, f"model.weights: {path}: not a state_dict of tensors")
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]
     if not isinstance(payload, dict) or not payload or not all(isinstance(v, Tensor) for v in payload.values()):
-        raise LnlError(f"model.weights: {path}: does not hold a state_dict (a mapping of names to tensors)")
+        raise LnlError(f"model.weights: {path}: not a state_dict of tensors (a mapping of names to tensors)")
     return payload
 
 

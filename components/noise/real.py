@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from components.errors import LnlError
+from components.io import torch_load_reason
 from components.noise.generators import transition_matrix
 
 # label_set name → key in CIFAR-10_human.pt / CIFAR-100_human.pt
@@ -32,7 +33,7 @@ def load_human_labels(path: str | Path) -> dict[str, np.ndarray]:
         with torch.serialization.safe_globals(allowed):
             content = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or zipfile errors for a bad file
-        raise LnlError(f"noise.label_file: {path.name} is not a CIFAR-N label file ({str(error).splitlines()[0]})") from None
+        raise LnlError(f"noise.label_file: {path.name} is not a CIFAR-N label file ({torch_load_reason(error)})") from None
     if not isinstance(content, dict) or "clean_label" not in content:
         raise LnlError(f"noise.label_file: {path.name} is not a CIFAR-N label file (no clean_label array)")
     return {str(k): np.asarray(v) for k, v in content.items()}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sys
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,11 @@ import numpy as np
 
 from components import paths
 from components.errors import LnlError, first_line
+from components.io import read_npz_arrays
+
+# The DVC stages: they write every output atomically, so an interrupted one has written nothing.
+ATOMIC = ("inputs", "data", "noise", "stage1", "stage2", "evaluate", "compare", "compare_run")
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _distributed():
@@ -30,6 +36,7 @@ def _label(name: str) -> str:
 def run_stage(name: str, main: Callable[[], None]) -> int:
     """Run a stage's main; a user error prints one `error:` line and exits 2, never a traceback.
 
+    A disk that fills up or turns read-only mid-run (after the up-front checks) is one line naming the file, exit 1.
     Under torchrun, ranks other than 0 name themselves, a lost peer (a failed or timed-out collective) is one
     line and exit 1, and the process group is left at the end whatever happened.
     """
@@ -41,8 +48,14 @@ def run_stage(name: str, main: Callable[[], None]) -> int:
         print(f"{_label(name)}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{_label(name)}: interrupted; no outputs were written", file=sys.stderr)
+        print(f"{_label(name)}: interrupted" + ("; no outputs were written" if name in ATOMIC else ""), file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in FULL_OR_READ_ONLY or not error.filename:
+            raise
+        target = re.sub(r"(^|/)\.([^/]+)\.\w+\.tmp(?=/|$)", r"\1\2", str(error.filename))  # atomic writes' temp names
+        print(f"{_label(name)}: error: {target}: {error.strerror}", file=sys.stderr)
+        return 1
     except Exception as error:
         if not (_distributed() and _distributed().is_peer_failure(error)):
             raise
@@ -60,14 +73,7 @@ def read_npz(path: Path, keys: tuple[str, ...], *, optional: tuple[str, ...] = (
     missing, corrupt or lacks one of `keys`."""
     if not path.is_file():
         raise LnlError(f"{path}: file not found (run the upstream stage first: dvc repro)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in keys if k not in archive.files]
-            if missing:
-                raise LnlError(f"{path}: corrupt or outdated file, missing arrays {', '.join(missing)}")
-            return {k: archive[k] for k in (*keys, *(k for k in optional if k in archive.files))}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise LnlError(f"{path}: corrupt file ({error})") from None
+    return read_npz_arrays(path, keys, optional=optional, lacking=" (an outdated file? run dvc repro)")
 
 
 def load_prepared() -> dict[str, np.ndarray]:

@@ -7,13 +7,14 @@ import numpy as np
 from components import paths
 from components.config import load_params
 from components.data import load_dataset, stratified_split
-from components.io import atomic_dir, sha256_file, write_json
+from components.io import atomic_dir, check_writable, sha256_file, write_json
 from components.stages.common import run_stage
 from components.data.record import source_record
 
 
 def main() -> None:
     cfg = load_params().data
+    check_writable(folders=[paths.PREPARED])
     dataset = load_dataset(cfg)
     split = stratified_split(
         dataset.y, n_classes=dataset.n_classes, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,

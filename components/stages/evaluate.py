@@ -14,7 +14,7 @@ from components.config import load_params
 from components.evaluation.metrics import confusion_matrix, detection_metrics, per_class_accuracy
 from components.evaluation.plots import plot_confusion, plot_learning_curves, plot_score_histogram
 from components.evaluation.report import write_label_issues
-from components.io import atomic_dir, read_json, read_tsv, write_json
+from components.io import atomic_dir, check_writable, read_json, read_tsv, write_json
 from components.methods.mixtures import ClassWiseBetaMixture
 from components.models import load_model_checkpoint
 from components.stages.common import load_prepared, read_npz, run_stage
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params()
     outputs = Stage2Outputs.inside(args.run) if args.run else Stage2Outputs()
+    check_writable(files=[outputs.eval], folders=[] if args.run else [paths.REPORTS, paths.PLOTS])
     result = evaluate_run(outputs, threshold=params.evaluate.threshold)
     metrics = result["metrics"]
     if not args.run:

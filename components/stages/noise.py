@@ -9,7 +9,7 @@ import numpy as np
 from components import paths
 from components.config import REAL_NOISE, load_params
 from components.errors import LnlError
-from components.io import atomic_dir, read_json, sha256_file, write_json
+from components.io import atomic_dir, check_writable, read_json, sha256_file, write_json
 from components.noise import inject_noise
 from components.noise.real import cifar_n_labels, real_manifest
 from components.stages.common import read_npz, run_stage
@@ -61,6 +61,7 @@ def _real(cfg, data: dict[str, np.ndarray], n_classes: int) -> tuple[np.ndarray,
 
 def main() -> None:
     cfg = load_params().noise
+    check_writable(folders=[paths.NOISY])
     data = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx"), optional=("y_given", "noise_truth"))  # not X
     info = read_json(paths.DATA_MANIFEST)
     y, train, val = data["y"], data["train_idx"], data["val_idx"]

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 
 from components import paths
 from components.config import load_params
-from components.io import atomic_dir, read_json, write_json, write_tsv
+from components.io import atomic_dir, check_writable, read_json, write_json, write_tsv
 from components.models import build_model, save_model_checkpoint
 from components.models.build import architecture
 from components.stages.common import load_noisy, load_prepared, run_stage
 from components.training import distributed
-from components.training.checkpoint import stage_checkpoint
+from components.training.checkpoint import checkpoint_folders, stage_checkpoint
 from components.training.label_wave import LabelWaveSelector
 from components.training.loop import accuracy, pick_device, train_epochs
 from components.training.runtime import resolve_runtime
@@ -56,6 +56,8 @@ class WrongEventRecorder:
 def main() -> None:
     params = load_params()
     cfg = params.stage1
+    check_writable(files=[paths.STAGE1_LOG, paths.STAGE1_METRICS],
+                   folders=[paths.STAGE1, *checkpoint_folders("stage1", params)])
     dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group
     device = dist.device
     runtime = resolve_runtime(params.runtime, device)

@@ -14,7 +14,7 @@ from components import paths
 from components.paths import Stage2Outputs
 from components.config import load_params, validate_params
 from components.errors import LnlError
-from components.io import atomic_dir, read_json, write_json, write_tsv
+from components.io import atomic_dir, check_writable, read_json, write_json, write_tsv
 from components.methods import get_method
 from components.evaluation.labelfree import LowestClidSelector
 from components.methods.base import MethodContext
@@ -22,7 +22,7 @@ from components.methods.meta_common import unlabelled_subset
 from components.models import build_model, load_model_checkpoint, save_model_checkpoint
 from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
 from components.training import distributed
-from components.training.checkpoint import stage_checkpoint
+from components.training.checkpoint import checkpoint_folders, stage_checkpoint
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
 from components.training.runtime import resolve_runtime
@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     params = with_overrides(load_params(), method=args.method, seed=args.seed, settings=args.set)
     cfg = params.stage2
     outputs = Stage2Outputs.inside(args.out) if args.out else Stage2Outputs()
+    check_writable(files=[outputs.log, outputs.metrics],
+                   folders=[outputs.dir, *checkpoint_folders(checkpoint_name(args.out), params)])
     method_cls = get_method(cfg.method)
     init = resolve_init(cfg.init, method_cls, cfg.method)
     dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group

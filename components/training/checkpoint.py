@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from pydantic import BaseModel
 
 from components.errors import LnlError
-from components.io import save_torch, sha256_file, to_jsonable
+from components.io import load_torch, save_torch, sha256_file, to_jsonable, write_reason
 from components.training.state import capture, materialise, restore
 
 CHECKPOINTS = Path(".lnlflow/checkpoints")
@@ -99,13 +100,15 @@ class ResumeCheckpoint:
     """One stage's resume checkpoint, handed to `train_epochs(..., checkpointer=...)`.
 
     `parts` maps names to the stage's live stateful objects (restored in place on resume); `every` is
-    runtime.checkpoint_every (0 = never write, never resume).
+    runtime.checkpoint_every (0 = never write, never resume). A write that fails (disk full) is one warning;
+    training goes on without further checkpoints, and a checkpoint written before stays valid.
     """
 
     def __init__(self, name: str, key: str, *, every: int, parts: Mapping[str, Any] | None = None,
                  root: Path = CHECKPOINTS, label: str | None = None):
         self.path = Path(root) / name / "checkpoint.pt"
         self.key, self.every, self.parts, self.label = key, every, dict(parts or {}), label or name
+        self.failed = False  # a write failed: no more writes this run (one warning, not one per epoch)
 
     def _say(self, message: str) -> None:
         print(f"{self.label}: {message}", flush=True)
@@ -117,10 +120,10 @@ class ResumeCheckpoint:
         if not self.every:
             self.discard()
             return 0
-        try:
-            payload = torch.load(self.path, weights_only=True)
-        except Exception as error:  # noqa: BLE001 — corrupt, truncated, or saved on a device this machine lacks
-            self._say(f"discarding an unreadable checkpoint {self.path} ({type(error).__name__})")
+        try:  # corrupt, truncated, or saved on a device this machine lacks
+            payload = load_torch(self.path, f"discarding an unreadable checkpoint {self.path}", map_location=None)
+        except LnlError as error:
+            self._say(str(error))
             self.discard()
             return 0
         if not isinstance(payload, dict) or payload.get("format") != FORMAT or payload.get("key") != self.key:
@@ -141,9 +144,17 @@ class ResumeCheckpoint:
         """After epoch `epoch`, when it falls on the `every` cadence: replace the checkpoint."""
         if not self.every or epoch % self.every:
             return
+        if self.failed:
+            return
         payload = {"format": FORMAT, "key": self.key, "epoch": epoch, "epochs": epochs,
                    "loop": capture(dict(loop_parts)), "parts": capture(self.parts), "rng": rng_state()}
-        write_checkpoint(self.path, payload)
+        try:
+            write_checkpoint(self.path, payload)
+        except (OSError, RuntimeError) as error:  # a full disk, a lost mount: the run itself can still finish
+            self.failed = True
+            print(f"{self.label}: warning: could not write checkpoint {self.path} ({write_reason(error)}); "
+                  "training continues without it", file=sys.stderr, flush=True)
+            return
         if delay := os.environ.get(DELAY_ENV):
             time.sleep(float(delay))
 
@@ -154,6 +165,11 @@ class ResumeCheckpoint:
             self.path.parent.rmdir()
         except OSError:
             pass  # not empty (a comparison run's checkpoints below it) or already gone
+
+
+def checkpoint_folders(name: str, params: BaseModel) -> list[Path]:
+    """The folder stage `name` writes its resume checkpoint into (none when runtime.checkpoint_every is 0)."""
+    return [CHECKPOINTS / name] if params.runtime.checkpoint_every else []
 
 
 def stage_checkpoint(name: str, params: BaseModel, *, sections: Iterable[str], inputs: Iterable[Path],

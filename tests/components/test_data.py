@@ -152,7 +152,7 @@ def test_corrupt_npz(tmp_path):
     path = tmp_path / "broken.npz"
     path.write_bytes(np.random.default_rng(0).bytes(512))
     message = _load_error(DataParams(source="npz", path=str(path)))
-    assert "broken.npz" in message and "cannot read" in message
+    assert "broken.npz" in message and "not a valid .npz file" in message
 
 
 def test_truncated_npz(tmp_path):
@@ -213,6 +213,21 @@ def test_negative_labels_with_class_names(tmp_path):
 def test_empty_class(tmp_path):
     message = _load_error(_npz(tmp_path, X=np.ones((4, 2)), y=np.array([0, 2, 0, 2])))
     assert "class 1" in message and "no samples" in message
+
+
+def test_a_stray_label_is_named_with_its_row_not_the_empty_classes(tmp_path):
+    y = np.arange(300) % 10
+    y[123] = 99
+    message = _load_error(_npz(tmp_path, X=np.ones((300, 2)), y=y))
+    assert message == (f"data.path {tmp_path / 'data.npz'}: integer labels are class indices, but classes 10..98 "
+                       "have no samples (labels present: 0..9, 99; first 99 in row 123 (y[123])); number the "
+                       "classes 0..C-1 or use class names")
+    names = np.array([f"c{i}" for i in range(10)])
+    named = _load_error(_npz(tmp_path, "named.npz", X=np.ones((300, 2)), y=y, classes=names))
+    assert named == (f"data.path {tmp_path / 'named.npz'}: label 99 in row 123 (y[123]) is outside [0, 10): "
+                     "the file names 10 classes (c0, c1, c2, …, c9)")
+    rows = "".join(f"{i},{99 if i == 7 else i % 3}\n" for i in range(12))
+    assert "first 99 in line 9)" in _load_error(_csv(tmp_path, "a,label\n" + rows))
 
 
 def test_nan_features(tmp_path):

@@ -88,7 +88,7 @@ def test_weights_errors_name_the_problem(tmp_path):
     with pytest.raises(LnlError, match="file not found"):
         build_model(arch, weights=tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(LnlError, match="not a loadable weights file"):
+    with pytest.raises(LnlError, match=r"junk.pt: not a state_dict of tensors \(not a file written by torch.save\)"):
         build_model(arch, weights=tmp_path / "junk.pt")
     wider = cifar_resnet("preact_resnet18", 3, 10, width=16)
     torch.save(wider.state_dict(), tmp_path / "wider.pt")

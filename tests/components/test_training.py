@@ -405,7 +405,7 @@ def test_load_missing_checkpoint(tmp_path):
 def test_corrupt_checkpoint_raises(tmp_path, content):
     path = tmp_path / "model.pt"
     path.write_bytes(content)
-    with pytest.raises(LnlError, match="corrupt or incompatible"):
+    with pytest.raises(LnlError, match="model.pt: not a valid lnlflow model file"):
         load_model_checkpoint(path)
 
 
@@ -414,7 +414,7 @@ def test_truncated_checkpoint_raises(tmp_path):
     path = tmp_path / "model.pt"
     save_model_checkpoint(path, arch, build_model(arch).state_dict())
     path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(LnlError, match="corrupt or incompatible"):
+    with pytest.raises(LnlError, match="model.pt: not a valid lnlflow model file"):
         load_model_checkpoint(path)
 
 
@@ -422,5 +422,5 @@ def test_incompatible_checkpoint_raises(tmp_path):
     arch = architecture(ModelParams(arch="mlp", hidden=8), (4,), 3)
     path = tmp_path / "model.pt"
     save_model_checkpoint(path, dict(arch, n_classes=5), build_model(arch).state_dict())
-    with pytest.raises(LnlError, match="corrupt or incompatible"):
+    with pytest.raises(LnlError, match="model.pt: not a valid lnlflow model file"):
         load_model_checkpoint(path)
