@@ -35,6 +35,7 @@ class DigestCache:
     """sha256 of files, remembered by (absolute path, size, mtime_ns, inode) in a small SQLite file."""
 
     def __init__(self, db: Path) -> None:
+        self._known: dict[str, tuple] = {}
         db.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open(db)
@@ -49,9 +50,18 @@ class DigestCache:
                      "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, sha256 TEXT)")
         return conn
 
+    def preload(self, folder: str) -> None:
+        """Read every cached digest under `folder` in one query (one per file costs more than the walk)."""
+        prefix = folder.rstrip(os.sep) + os.sep
+        rows = self._db.execute("SELECT path, size, mtime_ns, inode, sha256 FROM digests WHERE path >= ? AND path < ?",
+                                (prefix, prefix[:-1] + chr(ord(os.sep) + 1)))
+        self._known.update((path, tuple(rest)) for path, *rest in rows)
+
     def file(self, path: str, stat: os.stat_result) -> str:
         key = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        row = self._db.execute("SELECT size, mtime_ns, inode, sha256 FROM digests WHERE path = ?", (path,)).fetchone()
+        row = self._known.get(path)
+        if row is None:
+            row = self._db.execute("SELECT size, mtime_ns, inode, sha256 FROM digests WHERE path = ?", (path,)).fetchone()
         if row is not None and tuple(row[:3]) == key:
             return row[3]
         digest = sha256_file(path)
@@ -81,6 +91,7 @@ def digest_entry(path: Path, cache: DigestCache) -> dict:
     if os.path.isfile(where):
         stat = os.stat(where)
         return {"sha256": cache.file(where, stat), "size": stat.st_size}
+    cache.preload(where)
     total, count, folder = 0, 0, hashlib.sha256()
     for rel, full, stat in _walk(where):
         folder.update(f"{rel}\0{stat.st_size}\0{cache.file(full, stat)}\n".encode())
