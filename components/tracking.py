@@ -103,29 +103,10 @@ def _log_curves(mlflow, prefix: str, rows: list[dict[str, float]]) -> None:
 
 
 def _log_model(mlflow, root: Path):
-    """Log the selected model as a PyTorch model returning class probabilities, with signature and example."""
-    import numpy as np
-    import torch
-    from mlflow.models import infer_signature
+    """Log the selected model as a pyfunc that takes raw source data and returns class names + probabilities."""
+    from components.serving import log_model
 
-    from components.models import load_model_checkpoint
-    from components.models.nets import ProbabilityHead
-
-    net, _ = load_model_checkpoint(root / paths.MODEL_SELECTED)
-    model = ProbabilityHead(net).eval()
-    with np.load(root / paths.DATASET_NPZ) as arrays:
-        example = arrays["X"][arrays["test_idx"][:5]]
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    return mlflow.pytorch.log_model(
-        model,
-        name="model",
-        serialization_format="pickle",  # pt2 would load back as a GraphModule, not our class (stack.md §3)
-        signature=infer_signature(example, output),
-        input_example=example,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"],
-        code_paths=[str(Path(__file__).resolve().parent)],
-    )
+    return log_model(mlflow, root)
 
 
 def _register(client, mlflow, model_uri: str, name: str, model_md5: str, tags: dict[str, str]) -> dict[str, Any]:

@@ -41,10 +41,11 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     name = params.tracking.model_name
     assert str(client.get_model_version_by_alias(name, "candidate").version) == "1"
 
-    X = np.load(workspace / "data/prepared/dataset.npz")["X"][:7]
-    probs = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(X)
-    assert probs.shape == (7, 10)
-    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    from sklearn.datasets import load_digits
+
+    out = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(load_digits().images[:7])  # raw, 0..16
+    assert out.shape == (7, 12) and list(out.columns[:2]) == ["label", "probability"]
+    np.testing.assert_allclose(out.iloc[:, 2:].sum(1), 1.0, rtol=1e-5)
 
     # A second model: a new version becomes `candidate`; `champion` goes to the better validation accuracy.
     write_params(workspace, stage2={"method": "ce", "epochs": 3})

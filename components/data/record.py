@@ -23,6 +23,25 @@ def files_digest(files: tuple[tuple[str, str], ...]) -> str:
     return hashlib.sha256("".join(f"{name}\t{sha}\n" for name, sha in sorted(files)).encode()).hexdigest()
 
 
+def input_record(data: Dataset, source: str) -> dict:
+    """How raw source values map to the stored X, so a served model can take data as the source gives it.
+
+    model input = raw / `scale` as float32 in the stored layout; `range` holds the raw values (the pixel scale for
+    images and digits, else the observed min/max), `integer` says they are whole numbers (pixel counts), `shape`
+    is one sample as the source gives it.
+    """
+    shape = [int(s) for s in data.X.shape[1:]]
+    if data.pixel_max is None:  # user floats, stored as they are
+        low, high = (float(data.X.min()), float(data.X.max())) if data.X.size else (0.0, 0.0)
+        return {"kind": source, "dtype": "float", "shape": shape, "range": [low, high], "scale": 1.0, "integer": False}
+    scale = float(data.pixel_max)
+    record = {"kind": source, "dtype": "uint8" if scale == 255 else "float64", "shape": shape,
+              "range": [0.0, scale], "scale": scale, "integer": True}
+    if source == "digits":  # load_digits().images: float64 (N, 8, 8) in 0..16
+        record["shape"] = shape[1:]
+    return record
+
+
 def source_record(data: Dataset) -> dict:
     """Manifest entries: source root, official split sizes, array digests, source files (or their digest)."""
     record: dict = {

@@ -9,7 +9,7 @@ from components.config import load_params
 from components.data import load_dataset, stratified_split
 from components.io import atomic_dir, check_writable, sha256_file, write_json
 from components.stages.common import run_stage
-from components.data.record import source_record
+from components.data.record import input_record, source_record
 
 
 def main() -> None:
@@ -39,6 +39,7 @@ def main() -> None:
             "n_samples": int(dataset.y.size),
             "input_shape": list(dataset.X.shape[1:]),
             "pixel_max": dataset.pixel_max,
+            "input": input_record(dataset, cfg.source),
             "split": {name: int(idx.size) for name, idx in split.items()},
             "split_seed": cfg.seed,
             "validation_split": "user-trusted rows" if dataset.trusted is not None else "stratified random",
