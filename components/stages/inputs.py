@@ -73,14 +73,18 @@ class DigestCache:
         self._db.close()
 
 
-def _walk(folder: str, prefix: str = ""):
-    """(relative posix path, absolute path, stat) of every file under `folder`, sorted, following links."""
+def _walk(folder: str, prefix: str = "", seen: frozenset = frozenset()):
+    """(relative posix path, absolute path, stat) of every file under `folder`, sorted, following links once."""
+    here = os.stat(folder)
+    seen = seen | {(here.st_dev, here.st_ino)}
     with os.scandir(folder) as entries:
         listing = sorted(entries, key=lambda e: e.name)
     for entry in listing:
         rel = f"{prefix}{entry.name}"
         if entry.is_dir():
-            yield from _walk(entry.path, rel + "/")
+            inner = entry.stat()
+            if (inner.st_dev, inner.st_ino) not in seen:  # a link back up would loop forever
+                yield from _walk(entry.path, rel + "/", seen)
         elif entry.is_file():
             yield rel, entry.path, entry.stat()
 
@@ -113,7 +117,10 @@ def fingerprint(params: Params, fields: tuple[str, ...], root: Path, cache: Dige
             continue
         path = root / value
         if path.exists():
-            entries[field] = {"path": value, **digest_entry(path, cache)}
+            try:
+                entries[field] = {"path": value, **digest_entry(path, cache)}
+            except OSError as error:
+                raise LnlError(f"{field}: {value}: cannot read {error.filename}: {error.strerror}") from None
         elif field == "data.root" and params.data.download:
             entries[field] = {"path": value, "absent": "downloaded by the data stage"}
         else:
