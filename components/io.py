@@ -72,6 +72,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error  # numpy and torch write through handles
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -104,6 +108,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error  # numpy and torch write through handles
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -235,12 +235,23 @@ def test_only_the_dvc_stages_promise_nothing_was_written(name, line, capsys):
     assert capsys.readouterr().err == line + "\n"
 
 
-def test_a_disk_that_fills_up_after_the_checks_is_one_line(capsys):
+def test_a_disk_that_fills_up_after_the_checks_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
     def full() -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "outputs/.stage1.k2_9.tmp/.base_model.pt.x1.tmp")
 
     assert run_stage("stage1", full) == 1
     assert capsys.readouterr().err == "lnlflow stage1: error: outputs/stage1/base_model.pt: No space left on device\n"
+
+    def full_through_a_handle() -> None:  # numpy and torch write through handles: their OSError names no file
+        with atomic_dir("outputs-that-fill-up") as out:
+            (out / "x").write_text("x")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    assert run_stage("stage1", full_through_a_handle) == 1
+    assert capsys.readouterr().err == "lnlflow stage1: error: outputs-that-fill-up: No space left on device\n"
+    assert not list(Path().glob("*outputs-that-fill-up*"))
 
     def missing() -> None:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
