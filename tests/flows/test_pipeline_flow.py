@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import load_params
 from tests.conftest import make_workspace
 
 pytestmark = pytest.mark.slow
@@ -25,27 +24,31 @@ def test_flow_runs_stages_tracks_and_reuses_cache(prefect_server, tmp_path, mlfl
 
     ws = make_workspace(tmp_path / "ws", git=False)
     first = pipeline(root=str(ws))
-    assert first["stages_ran"] == ["data", "noise", "stage1", "stage2", "evaluate"]
+    assert first["stages_ran"] == ["inputs", "data", "noise", "stage1", "stage2", "evaluate"]
     assert first["tracking"]["new_run"] and 0.0 <= first["metrics"]["test_acc_selected"] <= 1.0
 
     again = pipeline(root=str(ws))
-    assert again["stages_ran"] == [] and again["tracking"]["new_run"] is False
+    assert again["stages_ran"] == ["inputs"] and again["tracking"]["new_run"] is False
 
-    override = load_params(ws / "params.yaml").model_copy(
-        update={"stage2": load_params(ws / "params.yaml").stage2.model_copy(update={"method": "ce"})}
-    )
-    third = pipeline(params=override, root=str(ws))
-    assert third["stages_ran"] == ["stage2", "evaluate"]
-    assert load_params(ws / "params.yaml").stage2.method == "ce"
-    assert (ws / "params.yaml.bak").is_file()
+    before = (ws / "params.yaml").read_text()
+    third = pipeline(overrides={"stage2.method": "ce", "stage2.epochs": 2}, root=str(ws))  # epochs: already 2
+    assert third["stages_ran"] == ["inputs", "stage2", "evaluate"] and third["overrides_applied"] == {"stage2.method": "ce"}
+    assert (ws / "params.yaml").read_text() == before.replace("  method: ido\n", "  method: ce\n", 1)
+    assert not (ws / "params.yaml.bak").exists()
 
     # Raw filter calls: prefect 3.8.8's client sends nulls its own server rejects for these filters.
     with get_client(sync_client=True) as client:
         page = {"limit": 200, "offset": 0}
         artifacts = client._client.post("/artifacts/filter", json={**page, "sort": "CREATED_DESC"}).json()
         task_runs = client._client.post("/task_runs/filter", json={**page, "sort": "EXPECTED_START_TIME_DESC"}).json()
-    assert any(a["key"] == "lnlflow-results" and "test accuracy" in a["data"] for a in artifacts)
-    assert {"dvc-data", "dvc-noise", "dvc-stage1", "dvc-stage2", "dvc-evaluate"} <= {t["name"] for t in task_runs}
+    results = next(a["data"] for a in artifacts if a["key"] == "lnlflow-results")  # the newest: the third run
+    assert "| result | value |\n| --- | --- |" in results and "test accuracy" in results
+    run_id = third["tracking"]["run_id"]
+    assert f"[{run_id}](http://127.0.0.1:5000/#/experiments/" in results or f"`{run_id}`" in results
+    used = next(a["data"] for a in artifacts if a["key"] == "lnlflow-params")
+    assert "| stage2.method | 'ido' | 'ce' |" in used and "method: ce" in used
+    states = {(t["name"], t["state"]["name"]) for t in task_runs}
+    assert {("dvc-data", "Ran"), ("dvc-data", "Cached"), ("dvc-stage2", "Ran"), ("dvc-evaluate", "Cached")} <= states
 
 
 def test_deployment_has_cron_and_parameter_form(tmp_path):
@@ -56,5 +59,6 @@ def test_deployment_has_cron_and_parameter_form(tmp_path):
     assert deployment.name == "lnlflow-nightly"
     assert deployment.schedules[0].schedule.cron == "0 3 * * *"
     schema = deployment._parameter_openapi_schema.model_dump()
-    assert {"params", "root"} <= set(schema["properties"])
-    assert "Stage2Params" in str(schema["definitions"])
+    assert {"overrides", "root"} <= set(schema["properties"])
+    defaults = deployment.parameters["overrides"]  # the form shows params.yaml, not the code's defaults
+    assert defaults["model.width"] == 4 and defaults["stage2.lr"] == 0.001 and "ce" in defaults["compare.runs"]
