@@ -53,12 +53,17 @@ test: install
 test-fast: install
 	python -m pytest -q -m "not slow"
 
-# Register the scheduled Prefect deployment (needs `make prefect-server` running in another terminal).
+# Register the scheduled Prefect deployment and serve its runs from here (needs `make prefect-server` running).
 deploy: install
-	PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.deploy
+	PREFECT_API_URL=$(PREFECT_API) python -m flows.deploy
 
+# Prefect server + UI on PREFECT_HOST:PREFECT_PORT (HOST by default). The UI in a browser calls PREFECT_UI_API:
+# bound to 0.0.0.0, set it to an address other machines reach, e.g. PREFECT_UI_API=http://<this host>:4200/api.
+PREFECT_HOST ?= $(HOST)
+PREFECT_PORT ?= 4200
+PREFECT_UI_API ?= $(PREFECT_API)
 prefect-server: install
-	prefect server start --host 127.0.0.1 --port 4200
+	PREFECT_UI_API_URL=$(PREFECT_UI_API) prefect server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
 
 mlflow-ui: install
 	mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
@@ -67,7 +72,7 @@ mlflow-ui: install
 # PREFECT_API_URL=http://<host>:4200/api; bind HOST=0.0.0.0 only on a trusted network.
 HOST ?= 127.0.0.1
 POOL ?= lnlflow
-PREFECT_API ?= http://127.0.0.1:4200/api
+PREFECT_API ?= http://$(if $(filter 0.0.0.0,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST)):$(PREFECT_PORT)/api
 
 # Tracking server on the project's store; clients upload artifacts through it (mlflow-artifacts:/ URIs).
 mlflow-server: install
