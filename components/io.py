@@ -264,10 +264,27 @@ def write_tsv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_tsv(path: str | Path) -> list[dict[str, float]]:
-    """Read a numeric TSV written by `write_tsv`."""
-    lines = Path(path).read_text().strip().splitlines()
+    """Read a numeric TSV written by `write_tsv`, naming the file in the error if it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise LnlError(f"{path}: file not found (run the upstream stage first: dvc repro)")
+    try:
+        lines = path.read_text().strip().splitlines()
+    except UnicodeDecodeError:
+        raise LnlError(f"{path}: corrupt table (not text)") from None
+    if len(lines) < 2:
+        raise LnlError(f"{path}: corrupt table (no rows)")
     header = lines[0].split("\t")
-    return [dict(zip(header, (float(v) for v in line.split("\t")))) for line in lines[1:]]
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        try:
+            if len(cells) != len(header):
+                raise ValueError(f"{len(cells)} cells, expected {len(header)}")
+            rows.append(dict(zip(header, (float(v) for v in cells))))
+        except ValueError as error:
+            raise LnlError(f"{path}: corrupt table at line {number} ({error})") from None
+    return rows
 
 
 def _cell(value: Any) -> str:

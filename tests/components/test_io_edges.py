@@ -15,7 +15,7 @@ import torch
 
 import components.io as cio
 from components.errors import LnlError
-from components.io import atomic_dir, check_writable, load_torch, read_npz_arrays, save_torch, write_text
+from components.io import atomic_dir, check_writable, load_torch, read_npz_arrays, read_tsv, save_torch, write_text
 from components.models import load_model_checkpoint, save_model_checkpoint
 from components.models.weights import read_state_dict
 from components.stages.common import run_stage
@@ -183,6 +183,22 @@ def test_invalid_npz_files(tmp_path):
         one_line_without_advice(str(info.value))
     with pytest.raises(LnlError, match=r"good.npz: lacks array\(s\) Z \(hint\)"):
         read_npz_arrays(good, ("Z",), lacking=" (hint)")
+
+
+def test_a_missing_or_corrupt_training_log_is_one_line(tmp_path):
+    log = tmp_path / "log.tsv"
+    with pytest.raises(LnlError, match="log.tsv: file not found"):
+        read_tsv(log)
+    for text, reason in [("epoch\tloss\n1\t0.5\n2\n", "corrupt table at line 3 (1 cells, expected 2)"),
+                         ("epoch\tloss\n1\tnan\n2\tlots\n", "corrupt table at line 3 (could not convert"),
+                         ("epoch\tloss\n", "corrupt table (no rows)")]:
+        log.write_text(text)
+        with pytest.raises(LnlError) as info:
+            read_tsv(log)
+        assert str(info.value).startswith(f"{log}: {reason}")
+    log.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(LnlError, match="not text"):
+        read_tsv(log)
 
 
 # --- 5. modes follow the umask -------------------------------------------------------------------------------------
