@@ -136,7 +136,8 @@ def check_writable(*, files: Iterable[str | Path] = (), folders: Iterable[str | 
         while not place.exists() and not place.is_symlink() and place != place.parent:
             place = place.parent
         if not place.is_dir():
-            raise LnlError(f"{place}: a file is where the folder for {target} should be; move it away")
+            what = "a broken link" if place.is_symlink() and not place.exists() else "a file"
+            raise LnlError(f"{place}: {what} is where the folder for {target} should be; move it away")
         for folder in [place, target] if is_folder and target.is_dir() else [place]:
             try:
                 _probe(folder)
@@ -183,7 +184,11 @@ def read_npz_arrays(path: str | Path, keys: Sequence[str], *, optional: Sequence
             if missing:
                 raise LnlError(f"{where}: lacks array(s) {', '.join(missing)}{lacking}")
             return {k: archive[k] for k in (*keys, *(k for k in optional if k in archive.files))}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, pickle.UnpicklingError, AttributeError) as error:
+    except OSError as error:
+        if error.errno is None:  # zip errors that are no OS error
+            raise LnlError(f"{where}: not a valid .npz file ({npz_reason(error)})") from None
+        raise LnlError(f"{where}: cannot read it ({error.strerror})") from None
+    except (zipfile.BadZipFile, ValueError, EOFError, pickle.UnpicklingError, AttributeError) as error:
         raise LnlError(f"{where}: not a valid .npz file ({npz_reason(error)})") from None
 
 

@@ -82,6 +82,9 @@ def test_a_file_where_an_output_folder_goes(tmp_path):
         check_writable(files=[tmp_path / "metrics/stage1.json"], folders=[tmp_path / "outputs/stage1"])
     assert str(info.value) == f"{tmp_path / 'outputs'}: a file is where the folder for {tmp_path / 'outputs/stage1'} " \
                               "should be; move it away"
+    (tmp_path / "plots").symlink_to(tmp_path / "gone")
+    with pytest.raises(LnlError, match="plots: a broken link is where the folder for"):
+        check_writable(folders=[tmp_path / "plots/x"])
     (tmp_path / "metrics/stage1.json").mkdir(parents=True)
     with pytest.raises(LnlError, match="stage1.json: a folder is where this stage writes a file"):
         check_writable(files=[tmp_path / "metrics/stage1.json"])
@@ -181,6 +184,8 @@ def test_invalid_npz_files(tmp_path):
             read_npz_arrays(tmp_path / name, ("X", "y"), where=f"data.path {name}")
         assert str(info.value).startswith(f"data.path {name}: not a valid .npz file ({reason}")
         one_line_without_advice(str(info.value))
+    with pytest.raises(LnlError, match=r"absent.npz: cannot read it \(No such file or directory\)"):
+        read_npz_arrays(tmp_path / "absent.npz", ("X",))
     with pytest.raises(LnlError, match=r"good.npz: lacks array\(s\) Z \(hint\)"):
         read_npz_arrays(good, ("Z",), lacking=" (hint)")
 
