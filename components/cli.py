@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
+STAGES = ("inputs", "data", "noise", "stage1", "stage2", "evaluate")
 COMMANDS = {
     **{name: f"components.stages.{name}" for name in STAGES},
     "track": "components.tracking",
@@ -14,6 +14,7 @@ COMMANDS = {
 }
 TAKES_OPTIONS = ("stage2", "evaluate", "track")  # see `lnlflow stage2 --help`
 HELP = {
+    "inputs": "fingerprint the files params.yaml names, so DVC re-runs what reads them (DVC stage)",
     "data": "materialise the dataset and its split (DVC stage)",
     "noise": "inject label noise into the training split (DVC stage)",
     "stage1": "train the base model, counting wrong events (DVC stage)",
