@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server benchmark benchmark-meta
-.PHONY: mlflow-server work-pool deploy-pool worker push pull
+.PHONY: mlflow-server work-pool deploy-pool worker push pull screenshots
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,8 @@ track: install
 
 # Every run of params.yaml `compare.runs` × `compare.seeds` on the pipeline's cached stage one, one table.
 compare: install
+	@python -c "import sys; from components.config import load_params; load_params().compare.runs or sys.exit(\
+	'make compare: error: params.yaml has no compare.runs to compare (README: Comparing methods)')"
 	dvc repro
 	dvc repro compare/dvc.yaml
 	lnlflow track --compare
@@ -101,3 +103,8 @@ benchmark: install
 
 benchmark-meta: install
 	python benchmarks/compare_all.py --runs benchmarks/meta_runs.yaml --stage2-epochs 20 --out benchmarks/results/digits_meta_comparison.md
+
+# The MLflow run, curves and registered model, the Prefect flow run and deployment, rendered by headless Chromium
+# (Debian's package) into docs/img/ from real servers on loopback (docs/screenshots.py).
+screenshots: install
+	python docs/screenshots.py

@@ -1,0 +1,171 @@
+"""`make screenshots`: the pages lnlflow users live in, captured in headless Chromium into docs/img/.
+
+It drives the real servers on loopback, against the project in the current folder:
+1. `dvc repro` and `lnlflow track` (both no-ops when nothing changed), so MLflow holds a run and a model;
+2. an MLflow UI on the project's mlflow.db;
+3. a Prefect server with its own PREFECT_HOME under .lnlflow/, the served deployment (`python -m flows.deploy`)
+   and one run of it, so the flow run page and the deployment's upcoming runs have something to show;
+4. Chromium (Debian's package: `apt-get install chromium`) renders each page to a PNG.
+
+Every server is stopped by its PID at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path.cwd()
+OUT = ROOT / "docs" / "img"
+BIN = Path(sys.executable).parent
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1440,1000",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float) -> None:
+    """Poll `url` until it answers 200, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        time.sleep(1)
+    raise SystemExit(f"screenshots: error: {url} did not answer within {timeout:.0f} s")
+
+
+def api(base: str, path: str, body: dict | None = None) -> object:
+    """A JSON call to the Prefect API (POST when `body` is given)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A background process in its own session, killed with its children on exit."""
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def shoot(chromium: str, url: str, name: str, budget_ms: int = 20000) -> Path:
+    """Render `url` into docs/img/<name>.png (the virtual-time budget lets the single-page apps load)."""
+    target = OUT / f"{name}.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
+             f"--screenshot={target}", url],
+            check=True, capture_output=True, timeout=120,
+        )
+    print(f"  {target.relative_to(ROOT)}  ←  {url}")
+    return target
+
+
+def main() -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("screenshots: error: chromium not found: install Debian's package (apt-get install chromium)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    work = ROOT / ".lnlflow" / "screenshots"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
+
+    subprocess.run(["dvc", "repro"], cwd=ROOT, env=env, check=True)
+    subprocess.run(["lnlflow", "track"], cwd=ROOT, env=env, check=True)
+
+    from mlflow import MlflowClient
+
+    from components.config import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(params.tracking.experiment)
+    run = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    model = params.tracking.model_name
+    version = client.get_model_version_by_alias(model, "champion").version
+
+    mlflow_port, prefect_port = free_port(), free_port()
+    mlflow_url, prefect_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}"
+    prefect_env = {
+        **env, "PREFECT_HOME": str(work / "prefect"), "PREFECT_API_URL": f"{prefect_url}/api",
+        "PREFECT_UI_API_URL": f"{prefect_url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    print("screenshots: starting MLflow UI and Prefect server on loopback …")
+    with (
+        process([str(BIN / "mlflow"), "ui", "--backend-store-uri", env["MLFLOW_TRACKING_URI"], "--host", "127.0.0.1",
+                 "--port", str(mlflow_port)], env, work / "mlflow.log"),
+        process([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+                prefect_env, work / "prefect-server.log"),
+    ):
+        wait_http(f"{prefect_url}/api/health", 180)
+        with process([sys.executable, "-m", "flows.deploy"], prefect_env, work / "serve.log"):
+            deployment = wait_deployment(prefect_url, params.schedule.deployment, 180)
+            flow_run = api(prefect_url, f"/api/deployments/{deployment['id']}/create_flow_run", {})
+            finished = wait_flow_run(prefect_url, flow_run["id"], 900)
+            print(f"screenshots: flow run {finished['name']} ended {finished['state']['type']}")
+            wait_http(f"{mlflow_url}/health", 180)
+            run_url = f"{mlflow_url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+            shoot(chromium, run_url, "mlflow_run")
+            shoot(chromium, f"{run_url}/model-metrics", "mlflow_curves")
+            shoot(chromium, f"{mlflow_url}/#/models/{model}/versions/{version}", "mlflow_registered_model")
+            shoot(chromium, f"{prefect_url}/runs/flow-run/{flow_run['id']}", "prefect_flow_run", 30000)
+            shoot(chromium, f"{prefect_url}/deployments/deployment/{deployment['id']}?tab=Upcoming",
+                  "prefect_deployment", 30000)
+
+
+def wait_deployment(base: str, name: str, timeout: float) -> dict:
+    """The served deployment, once `flows.deploy` has registered it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = api(base, "/api/deployments/filter", {"deployments": {"name": {"any_": [name]}}, "limit": 1, "offset": 0})
+        if found:
+            return found[0]
+        time.sleep(2)
+    raise SystemExit(f"screenshots: error: deployment '{name}' was not served within {timeout:.0f} s (.lnlflow/screenshots/serve.log)")
+
+
+def wait_flow_run(base: str, run_id: str, timeout: float) -> dict:
+    """Wait until the flow run reaches a final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        flow_run = api(base, f"/api/flow_runs/{run_id}")
+        if flow_run["state"] and flow_run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return flow_run
+        time.sleep(3)
+    raise SystemExit(f"screenshots: error: flow run {run_id} did not finish within {timeout:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
