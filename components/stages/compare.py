@@ -7,7 +7,7 @@ import statistics
 from components import paths
 from components.config import load_params
 from components.errors import LnlError
-from components.io import read_json, write_json, write_text
+from components.io import check_writable, read_json, write_json, write_text
 from components.stages.common import run_stage
 from components.stages.compare_run import run_folder
 
@@ -73,6 +73,7 @@ def main() -> None:
     cfg = load_params().compare
     if not cfg.runs:
         raise LnlError("params.yaml: compare.runs names no comparison runs (add a compare: section, see README)")
+    check_writable(files=[paths.COMPARISON_MD, paths.COMPARISON_METRICS])
     rows = [summarise(name, overrides, cfg.seeds) for name, overrides in cfg.runs.items()]
     table = render(rows, seeds=cfg.seeds)
     write_text(paths.COMPARISON_MD, table)
