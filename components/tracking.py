@@ -1,15 +1,25 @@
-"""The MLflow writer: one run per pipeline execution, the model registered idempotently, aliases moved.
+"""The MLflow writer: one run per pipeline state, the model registered idempotently, aliases moved.
 
 The only module that imports MLflow, and only inside functions (the import costs ~3 s). It runs after
-`dvc repro` (from `make run`, the Prefect flow, or `lnlflow track`), never inside a DVC stage, so a
-cached stage can never swallow a run. Runs are keyed by a digest of `dvc.lock`: tracking the same
-pipeline state twice logs nothing new, and a model whose DVC hash is already registered gets no new version.
+`dvc repro` (from `make run`, the Prefect flow, or `lnlflow track`), never inside a DVC stage, so a cached
+stage can never swallow a run. A pipeline state (a digest of `dvc.lock`) counts as logged only when its run
+FINISHED with the `lnlflow.complete` tag and its model (keyed by its DVC hash) is registered: a failed,
+interrupted or killed track blocks nothing. Before any run starts, the pipeline must be up to date (`dvc status`,
+input fingerprints) and every file that is logged must exist and parse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,12 +28,32 @@ from urllib.request import url2pathname
 import yaml
 
 from components import paths
-from components.config import Params, load_params
-from components.errors import LnlError
+from components.config import METHOD_NAMES, Params, load_params, validate_params
+from components.errors import LnlError, first_line
 from components.io import read_json, read_tsv
+from components.summary import pct
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 SELECTION_METRIC = "val_acc_clean_selected"  # accuracy on the trusted validation split with clean labels
+STATE_TAG, COMPLETE_TAG = "dvc.lock_sha256", "lnlflow.complete"
+PROCESS_TAG = "lnlflow.process"  # "<host> <pid> <start time>" of the track logging the run: is it still alive?
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # the UI's "machine learning" mode, not GenAI
+PIPELINE_STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
+LOGGED_SECTIONS = ("data", "noise", "model", "augment", "runtime", "stage1", "stage2", "evaluate")  # what made outputs
+META_METHODS = ("metalabelnet", "clidmu", "mwnet")  # the methods that read stage2.meta
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML (YAML 1.1) reads `1e-05` as a string; DVC writes dvc.lock as YAML 1.2, where it is a float."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+.0123456789")
+)
+
+
+class TrackInterrupted(KeyboardInterrupt):
+    """Ctrl-C inside the MLflow run: the run is marked KILLED and nothing is registered; the message says so."""
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -38,19 +68,46 @@ def configure(root: Path) -> str:
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
-def lock_state(root: Path) -> tuple[str, dict[str, str]]:
-    """(sha256 of dvc.lock's stage entries, {stage: md5 of its first output}) — the run's identity."""
+def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """A link into the MLflow UI in model-training mode. MLflow 3.17's UI takes its GenAI/model-training mode from
+    the browser (default GenAI) or this URL parameter, not from the experiment's `mlflow.experimentKind` tag."""
+    page = f"{base.rstrip('/')}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{page}?workflowType=machine_learning"
+
+
+def _lock_stages(root: Path, loader: type = yaml.SafeLoader) -> dict[str, Any]:
     lock_path = root / "dvc.lock"
     if not lock_path.is_file():
         raise LnlError("dvc.lock not found: run `dvc repro` before tracking")
-    lock = yaml.safe_load(lock_path.read_text()) or {}
-    stages = lock.get("stages", {})
-    missing = [s for s in ("data", "noise", "stage1", "stage2", "evaluate") if s not in stages]
+    try:
+        stages = (yaml.load(lock_path.read_text(), Loader=loader) or {}).get("stages", {})
+    except (yaml.YAMLError, AttributeError) as error:
+        raise LnlError(f"{lock_path}: corrupt file ({first_line(error)})") from None
+    missing = [s for s in PIPELINE_STAGES if s not in stages]
     if missing:
         raise LnlError(f"dvc.lock has no entry for stage(s) {', '.join(missing)}: run `dvc repro` first")
+    return stages
+
+
+def lock_state(root: Path) -> tuple[str, dict[str, str]]:
+    """(sha256 of dvc.lock's stage entries, {stage: md5 of its first output}) — the run's identity."""
+    stages = _lock_stages(root)
     digest = hashlib.sha256(yaml.safe_dump(stages, sort_keys=True).encode()).hexdigest()
     outs = {name: entry["outs"][0]["md5"] for name, entry in stages.items() if entry.get("outs")}
     return digest, outs
+
+
+def locked_params(root: Path) -> Params:
+    """The parameters the outputs were made with: the `params.yaml` values dvc.lock recorded for each stage."""
+    merged: dict[str, Any] = {}
+    for entry in _lock_stages(root, _Yaml12Loader).values():
+        for key, value in (entry.get("params") or {}).get("params.yaml", {}).items():
+            *parents, leaf = key.split(".")  # a whole section (`stage2`) or one field (`noise.rate`)
+            node = merged
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = {**node.get(leaf, {}), **value} if isinstance(value, dict) else value
+    return validate_params(merged, source="dvc.lock (params recorded by the last dvc repro)")
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -65,6 +122,127 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def logged_params(params: Params) -> dict[str, str]:
+    """The run's params: the sections that made the outputs, with only the active method's options (plus
+    stage2.meta for the meta-learning methods) and the label-free selection; None skipped, floats as repr."""
+    method = params.stage2.method
+    inactive = {name for name in (*METHOD_NAMES, "meta") if name != method}
+    if method in META_METHODS:
+        inactive.discard("meta")
+    data = params.model_dump(mode="json", include=set(LOGGED_SECTIONS))
+    data["stage2"] = {key: value for key, value in data["stage2"].items() if key not in inactive}
+    return {key: repr(value) if isinstance(value, float) else str(value)
+            for key, value in flatten(data).items() if value is not None}
+
+
+@contextlib.contextmanager
+def _relative(root: Path, rel: Path):
+    """Name `rel`, not the absolute path, in an error raised inside."""
+    try:
+        yield
+    except LnlError as error:
+        raise LnlError(str(error).replace(str(root / rel), str(rel))) from None
+
+
+def _json(root: Path, rel: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    with _relative(root, rel):
+        data = read_json(root / rel)
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise LnlError(f"{rel}: corrupt or outdated file, no {', '.join(missing)} (run `dvc repro`)")
+    return data
+
+
+def _tsv(root: Path, rel: Path) -> list[dict[str, float]]:
+    if not (root / rel).is_file():
+        raise LnlError(f"{rel}: file not found (run `dvc repro`)")
+    try:
+        rows = read_tsv(root / rel)
+    except (ValueError, IndexError, UnicodeDecodeError) as error:
+        raise LnlError(f"{rel}: corrupt training log ({first_line(error)})") from None
+    if not rows or any("epoch" not in row or len(row) != len(rows[0]) for row in rows):
+        raise LnlError(f"{rel}: corrupt training log (no epoch rows, or rows of different widths)")
+    return rows
+
+
+def _check_report(root: Path, rel: Path) -> None:
+    import csv
+
+    try:
+        with open(root / rel, newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except FileNotFoundError:
+        raise LnlError(f"{rel}: file not found (run `dvc repro`)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise LnlError(f"{rel}: unreadable report ({first_line(error)})") from None
+    if "index" not in header or "p_label_wrong" not in header:
+        raise LnlError(f"{rel}: corrupt report (header {','.join(header)[:80]!r} lacks index, p_label_wrong)")
+
+
+def read_inputs(root: Path) -> dict[str, Any]:
+    """Every file a run logs, read and checked before MLflow is touched: one LnlError naming the first bad one."""
+    from components.models import load_model_checkpoint
+
+    for rel in (Path("params.yaml"), paths.DATASET_NPZ):
+        if not (root / rel).is_file():
+            raise LnlError(f"{rel}: file not found (run `dvc repro`)")
+    found = {
+        "evaluation": _json(root, paths.EVAL_METRICS,
+                            ("method", SELECTION_METRIC, "test_acc_selected", "per_class_acc")),
+        "noise": _json(root, paths.NOISE_MANIFEST, ("kind", "convention", "realised_rate", "requested_rate")),
+        "data": _json(root, paths.DATA_MANIFEST, ("name", "sha256", "split", "classes")),
+        "curves": {"stage1": _tsv(root, paths.STAGE1_LOG), "stage2": _tsv(root, paths.STAGE2_LOG)},
+        "plots": sorted((root / paths.PLOTS).glob("*.png")),
+    }
+    if not found["plots"]:
+        raise LnlError(f"{paths.PLOTS}/: no plots found (run `dvc repro`)")
+    _check_report(root, paths.LABEL_ISSUES)
+    with _relative(root, paths.MODEL_SELECTED):  # a corrupt model fails here, not inside the run
+        load_model_checkpoint(root / paths.MODEL_SELECTED)
+    return found
+
+
+def _status_detail(entries: list[Any]) -> str:
+    """`dvc status` entries of one stage in words, e.g. `params.yaml: stage2 modified, reports deleted`."""
+    parts = []
+    for entry in entries:
+        if isinstance(entry, str):
+            parts.append(entry)
+            continue
+        for files in entry.values():  # {"changed deps" | "changed outs": {path: state | {param: state}}}
+            for path, state in files.items():
+                if isinstance(state, dict):
+                    parts.extend(f"{path}: {key} {change}" for key, change in state.items())
+                else:
+                    parts.append(f"{path} {state}")
+    return ", ".join(parts)
+
+
+def check_fresh(root: Path) -> None:
+    """Refuse outputs that the current params.yaml, code and input files would not reproduce: `dvc status` of the
+    root dvc.yaml must be clean (the always-changed `inputs` stage aside) and no input file may have changed."""
+    from dvc.exceptions import DvcException  # lazy, like the flows: ~1 s
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            status = repo.status(targets=[str(root / "dvc.yaml")])
+    except DvcException as error:
+        raise LnlError(f"dvc status failed: {first_line(error)}") from None
+    changed = {key.rsplit(":", 1)[-1]: _status_detail([e for e in entries if e != "always changed"])
+               for key, entries in status.items()}
+    changed = {stage: detail for stage, detail in changed.items() if detail}
+    if changed:
+        detail = "; ".join(f"{stage}: {what}" for stage, what in changed.items())
+        raise LnlError(f"the outputs are out of date ({detail}): run `dvc repro` first, then track")
+    if importlib.util.find_spec("components.stages.inputs") is not None:
+        from components.stages.inputs import stale_inputs
+
+        stale = stale_inputs(root)
+        if stale:
+            raise LnlError(f"the outputs are out of date ({'; '.join(stale)}): run `dvc repro` first, then track")
+
+
 def is_server(uri: str) -> bool:
     """True for a tracking server (http/https): it owns the artifact store and clients upload through it."""
     return uri.split(":", 1)[0].lower() in ("http", "https")
@@ -77,6 +255,8 @@ def _local_path(location: str) -> Path | None:
 
 
 def _experiment_id(client, name: str, root: Path, uri: str) -> str:
+    """The experiment's id, created if needed, in the UI's model-training mode (a GenAI view has no run charts)."""
+    kind_key, kind = EXPERIMENT_KIND
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         location = experiment.artifact_location
@@ -89,17 +269,27 @@ def _experiment_id(client, name: str, root: Path, uri: str) -> str:
                 "exist on this machine and that the server does not proxy: set tracking.experiment to a new "
                 "experiment name, so that the server creates it under its --artifacts-destination"
             )
+        if kind_key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, kind_key, kind)
         return experiment.experiment_id
     if is_server(uri):  # the server's root, e.g. proxied mlflow-artifacts:/ under its --artifacts-destination
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={kind_key: kind})
     artifacts = (root / "mlartifacts").resolve().as_uri()  # absolute, so runs started elsewhere land here too
-    return client.create_experiment(name, artifact_location=artifacts)
+    return client.create_experiment(name, artifact_location=artifacts, tags={kind_key: kind})
 
 
-def _log_curves(mlflow, prefix: str, rows: list[dict[str, float]]) -> None:
-    for row in rows:
-        step = int(row["epoch"])
-        mlflow.log_metrics({f"{prefix}/{k}": v for k, v in row.items() if k != "epoch" and v == v}, step=step)
+def _curves(prefix: str, rows: list[dict[str, float]], now_ms: int) -> tuple[list[Any], dict[str, str]]:
+    """(metric points of the columns that change over epochs, {column: value} of the constant ones)."""
+    from mlflow.entities import Metric
+
+    points, constant = [], {}
+    for column in (c for c in rows[0] if c != "epoch"):
+        values = [(int(row["epoch"]), row[column]) for row in rows if row[column] == row[column]]  # NaN: no point
+        if len({value for _, value in values}) == 1:
+            constant[f"{prefix}/{column}"] = repr(values[0][1])
+        elif values:
+            points += [Metric(f"{prefix}/{column}", value, now_ms, step) for step, value in values]
+    return points, constant
 
 
 def _log_model(mlflow, root: Path):
@@ -115,7 +305,8 @@ def _register(client, mlflow, model_uri: str, name: str, model_md5: str, tags: d
 
     existing = client.search_model_versions(f"name='{name}' and tags.dvc_md5='{model_md5}'")
     if existing:
-        return {"version": str(existing[0].version), "new_version": False, "champion": _champion(client, name)}
+        return {"version": str(existing[0].version), "new_version": False, "promoted": False,
+                "champion": _champion(client, name)}
     version = str(mlflow.register_model(model_uri, name, tags={"dvc_md5": model_md5, **tags}).version)
     client.set_registered_model_alias(name, CANDIDATE, version)
     score = float(tags[SELECTION_METRIC])
@@ -140,60 +331,224 @@ def _champion(client, name: str) -> str | None:
         return None
 
 
-def _open(root: Path, params: Params, tag: str, digest: str):
-    """(client, experiment id, tracking URI, id of an existing run tagged `tag`=`digest` or None)."""
+def _aliases(client, name: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client.get_registered_model(name).aliases)
+    except MlflowException:
+        return {}
+
+
+def _unregister(client, name: str, run_id: str, aliases: dict[str, str] | None = None) -> None:
+    """Delete the versions a run registered (it did not finish) and put `aliases` back where they were."""
+    for version in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+        client.delete_model_version(name, version.version)
+    for alias, version in (aliases or {}).items():
+        with contextlib.suppress(Exception):  # that version may be gone too
+            client.set_registered_model_alias(name, alias, version)
+
+
+def _alive(run) -> bool:
+    """True if the run's track process still runs on this machine (same pid, started before the run)."""
+    import psutil  # a dependency of dvc
+
+    parts = run.data.tags.get(PROCESS_TAG, "").rsplit(" ", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    try:
+        process = psutil.Process(pid)
+        started_before = process.create_time() <= float(parts[2]) + 1  # not a later process with a reused pid
+        return pid != os.getpid() and started_before and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError):
+        return False
+
+
+def _logged(client, experiment_id: str, digest: str, name: str, model_md5: str) -> tuple[Any, list[str]]:
+    """(the complete run of this pipeline state or None, ids of its dead runs, now marked FAILED).
+
+    A run is complete when it FINISHED with the completion tag and the model hash is registered. A RUNNING
+    run whose process is gone (kill -9, a lost machine) is dead: marked FAILED, its registrations undone."""
+    complete, dead = None, []
+    for run in client.search_runs([experiment_id], f"tags.`{STATE_TAG}` = '{digest}'", max_results=200):
+        info, done = run.info, run.data.tags.get(COMPLETE_TAG) == "true"
+        if info.status == "RUNNING" and _alive(run):
+            pid = run.data.tags[PROCESS_TAG].rsplit(" ", 2)[1]
+            raise LnlError(f"another `lnlflow track` (pid {pid}) is logging this pipeline "
+                           f"state as MLflow run {info.run_id} right now: wait for it to finish")
+        status = info.status
+        if status == "RUNNING":  # dead: killed after its last step (complete) or before it
+            status = "FINISHED" if done else "FAILED"
+            if not done:
+                _unregister(client, name, info.run_id)
+                dead.append(info.run_id)
+            client.set_terminated(info.run_id, status)
+        if done and status == "FINISHED" and complete is None:
+            complete = run
+    if complete and not client.search_model_versions(f"name='{name}' and tags.dvc_md5='{model_md5}'"):
+        complete = None  # the version was deleted from the registry: log and register it again
+    return complete, dead
+
+
+def _git_commit(root: Path) -> str | None:
+    """HEAD of the git repository holding `root`; None when it is not one (or git is missing)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _dataset(root: Path, params: Params, data: dict[str, Any]):
+    """The prepared dataset as an MLflow input: where it came from, its split sizes, the manifest's sha256."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    where = params.data.path or params.data.root
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": every reading is a local source
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(str((root / where).resolve()) if where else params.data.source)
+    split = data["split"]
+    name = f"{data['name']} (train {split['train']}, val {split['val']}, test {split['test']})"
+    return MetaDataset(source, name=name, digest=data["sha256"][:12])  # the store keeps at most 36 characters
+
+
+def _note(evaluation: dict[str, Any], noise: dict[str, Any], data: dict[str, Any], digest: str,
+          commit: str | None) -> str:
+    """The run's description (Markdown): method, noise setting, headline numbers, pipeline state."""
+    auc = "n/a" if evaluation.get("noise_auc") is None else f"{evaluation['noise_auc']:.4f}"
+    return "\n".join([
+        (f"**{evaluation['method']}** on {data['name']} with {noise['convention']} label noise "
+         f"(requested {pct(noise['requested_rate'])}, actual {pct(noise['realised_rate'])})."),
+        "",
+        (f"- test accuracy {pct(evaluation['test_acc_selected'])} (checkpoint selected on validation, epoch "
+         f"{evaluation.get('selected_epoch')}); last epoch {pct(evaluation.get('test_acc_last'))}; "
+         f"label-free ensemble {pct(evaluation.get('test_acc_labelfree_ensemble'))}"),
+        f"- noise-detection AUC {auc}",
+        f"- pipeline state: dvc.lock sha256 {digest[:12]}" + (f", git commit {commit[:10]}" if commit else ""),
+    ])
+
+
+def _start(client, mlflow, experiment_id: str, root: Path, found: dict[str, Any], digest: str,
+           outs: dict[str, str]) -> tuple[str, int]:
+    """Create and activate the run; (run id, end time in ms). Its time span is the pipeline's: it ends when
+    evaluate wrote eval.json and lasts the training stages' measured seconds (data/noise/evaluate are untimed)."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    evaluation, noise = found["evaluation"], found["noise"]
+    rate = noise["requested_rate"]  # None for real noise: name the run after its convention, e.g. real/aggre
+    setting = (f"{noise['kind']}-{rate:g}" if rate is not None
+               else noise["convention"].replace("/", "-").replace(" ", "_"))
+    end = (root / paths.EVAL_METRICS).stat().st_mtime
+    commit = _git_commit(root)
+    tags = {
+        **{k: v for k, v in resolve_tags().items() if not k.startswith("mlflow.source.git")},  # that is lnlflow's repo
+        **({"mlflow.source.git.commit": commit} if commit else {}),
+        "mlflow.note.content": _note(evaluation, noise, found["data"], digest, commit),
+        STATE_TAG: digest,
+        **{f"dvc.{stage}_md5": md5 for stage, md5 in outs.items()},
+        "noise_convention": noise["convention"],
+        "method": evaluation["method"],
+        PROCESS_TAG: f"{socket.gethostname()} {os.getpid()} {time.time()!r}",
+    }
+    run = client.create_run(experiment_id, start_time=int((end - found["seconds"]) * 1000), tags=tags,
+                            run_name=f"{evaluation['method']}-{setting}")
+    mlflow.start_run(run_id=run.info.run_id)
+    return run.info.run_id, int(end * 1000)
+
+
+def _log_run(client, mlflow, root: Path, made_with: Params, found: dict[str, Any], outs: dict[str, str],
+             name: str) -> dict[str, Any]:
+    """Params, metrics, curves, tables, dataset, artifacts and the model of the active run; then register it."""
+    from mlflow.entities import Metric
+
+    evaluation, noise, data = found["evaluation"], found["noise"], found["data"]
+    run_id, now = mlflow.active_run().info.run_id, int(time.time() * 1000)
+    points, constant = [], {}
+    for stage, rows in found["curves"].items():
+        stage_points, stage_constant = _curves(stage, rows, now)
+        points += stage_points
+        constant.update(stage_constant)  # e.g. stage1/lr without a schedule: a value, not a chart
+    mlflow.log_params({**logged_params(made_with), **constant})
+    scalars = {k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    scalars["pipeline_seconds"] = found["seconds"]
+    client.log_batch(run_id, metrics=points + [Metric(k, v, now, 0) for k, v in scalars.items()])
+    per_class = evaluation["per_class_acc"]  # a table, not ten one-bar charts
+    mlflow.log_table({"label": list(range(len(per_class))), "class": list(per_class),
+                      "test_accuracy": [float(v) for v in per_class.values()]}, "evaluation/per_class_accuracy.json")
+    input_tags = {"sha256": data["sha256"]}
+    if noise.get("labels_sha256"):
+        input_tags["noisy_labels_sha256"] = noise["labels_sha256"]
+    mlflow.log_input(_dataset(root, made_with, data), context="training", tags=input_tags)
+    for png in found["plots"]:
+        mlflow.log_artifact(str(png), "plots")
+    mlflow.log_artifact(str(root / paths.LABEL_ISSUES), "reports")
+    for extra in (paths.DATA_MANIFEST, paths.NOISE_MANIFEST, paths.EVAL_METRICS, Path("params.yaml"), Path("dvc.lock")):
+        mlflow.log_artifact(str(root / extra), "pipeline")
+    info = _log_model(mlflow, root)
+    version_tags = {
+        SELECTION_METRIC: repr(float(evaluation[SELECTION_METRIC])),
+        "test_acc_selected": repr(float(evaluation["test_acc_selected"])),
+        "noise_rate": repr(float(noise["realised_rate"])),
+        "noise_convention": noise["convention"],
+        "method": evaluation["method"],
+        "validation_status": "clean_val" if made_with.noise.val_labels == "clean" else "noisy_val",
+    }
+    return _register(client, mlflow, info.model_uri, name, outs["stage2"], version_tags)
+
+
+def _abandon(client, mlflow, name: str, run_id: str, aliases: dict[str, str], status: str) -> None:
+    """End an unfinished run as `status` (FAILED/KILLED), undoing any registration it made."""
+    with contextlib.suppress(Exception):
+        _unregister(client, name, run_id, aliases)
+    with contextlib.suppress(Exception):
+        mlflow.end_run(status)
+
+
+def track(root: Path, params: Params) -> dict[str, Any]:
+    """Log the pipeline state in `root` as one MLflow run (unless already logged) and register its model.
+
+    `params` names the experiment and model; the logged parameters are the ones dvc.lock recorded. Returns
+    run_id, new_run, uri, experiment_id, version, new_version, champion, promoted, recovered (dead runs
+    marked FAILED)."""
+    digest, outs = lock_state(root)
+    made_with = locked_params(root)
+    found = read_inputs(root)
+    found["seconds"] = sum(row.get("seconds", 0.0) for rows in found["curves"].values() for row in rows)
+    check_fresh(root)
+    import mlflow
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     uri = configure(root)
     client = MlflowClient(uri)
     experiment_id = _experiment_id(client, params.tracking.experiment, root, uri)
-    previous = client.search_runs([experiment_id], f"tags.`{tag}` = '{digest}'", max_results=1)
-    return client, experiment_id, uri, previous[0].info.run_id if previous else None
-
-
-def track(root: Path, params: Params) -> dict[str, Any]:
-    """Log the pipeline state in `root` as one MLflow run (unless already logged) and register its model."""
-    digest, outs = lock_state(root)
-    evaluation = read_json(root / paths.EVAL_METRICS)
-    noise = read_json(root / paths.NOISE_MANIFEST)
-    import mlflow
-
-    client, experiment_id, uri, previous = _open(root, params, "dvc.lock_sha256", digest)
+    name = params.tracking.model_name
+    previous, dead = _logged(client, experiment_id, digest, name, outs["stage2"])
+    base = {"uri": uri, "experiment_id": experiment_id, "recovered": dead}
     if previous:
-        return {"run_id": previous, "new_run": False, "uri": uri}
+        version = client.search_model_versions(f"name='{name}' and tags.dvc_md5='{outs['stage2']}'")[0].version
+        return {**base, "run_id": previous.info.run_id, "new_run": False, "version": str(version),
+                "new_version": False, "promoted": False, "champion": _champion(client, name)}
 
-    rate = noise.get("requested_rate")  # None for real noise: name the run after its convention, e.g. real/aggre
-    setting = f"{noise['kind']}-{rate:g}" if rate is not None else noise["convention"].replace("/", "-").replace(" ", "_")
-    run_name = f"{evaluation['method']}-{setting}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.log_params(flatten(params.model_dump(mode="json")))
-        mlflow.set_tags({
-            "dvc.lock_sha256": digest,
-            **{f"dvc.{stage}_md5": md5 for stage, md5 in outs.items()},
-            "noise_convention": noise["convention"],
-            "method": evaluation["method"],
-            "model_serialization": "pickle",
-        })
-        numbers = {k: v for k, v in flatten(evaluation).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        mlflow.log_metrics({k.replace("per_class_acc.", "per_class_acc/"): float(v) for k, v in numbers.items()})
-        _log_curves(mlflow, "stage1", read_tsv(root / paths.STAGE1_LOG))
-        _log_curves(mlflow, "stage2", read_tsv(root / paths.STAGE2_LOG))
-        for png in sorted((root / paths.PLOTS).glob("*.png")):
-            mlflow.log_artifact(str(png), "plots")
-        mlflow.log_artifact(str(root / paths.LABEL_ISSUES), "reports")
-        for extra in (paths.DATA_MANIFEST, paths.NOISE_MANIFEST, paths.EVAL_METRICS, Path("params.yaml"), Path("dvc.lock")):
-            mlflow.log_artifact(str(root / extra), "pipeline")
-        info = _log_model(mlflow, root)
-        version_tags = {
-            SELECTION_METRIC: f"{evaluation[SELECTION_METRIC]:.6f}",
-            "test_acc_selected": f"{evaluation['test_acc_selected']:.6f}",
-            "noise_rate": f"{noise['realised_rate']:.6f}",
-            "noise_convention": noise["convention"],
-            "method": evaluation["method"],
-            "validation_status": "clean_val" if params.noise.val_labels == "clean" else "noisy_val",
-        }
-        registry = _register(client, mlflow, info.model_uri, params.tracking.model_name, outs["stage2"], version_tags)
-    return {"run_id": run.info.run_id, "new_run": True, "uri": uri, **registry}
+    aliases = _aliases(client, name)
+    run_id, end = _start(client, mlflow, experiment_id, root, found, digest, outs)
+    try:
+        registry = _log_run(client, mlflow, root, made_with, found, outs, name)
+        client.set_tag(run_id, COMPLETE_TAG, "true")  # the last step: only now is this state logged
+    except KeyboardInterrupt:
+        _abandon(client, mlflow, name, run_id, aliases, "KILLED")
+        raise TrackInterrupted(f"interrupted; MLflow run {run_id} marked KILLED, nothing registered") from None
+    except BaseException as error:
+        _abandon(client, mlflow, name, run_id, aliases, "FAILED")
+        if isinstance(error, (LnlError, OSError, MlflowException)):  # a user's problem: one line, not a traceback
+            raise LnlError(f"{first_line(error)} (MLflow run {run_id} marked FAILED, nothing registered)") from None
+        raise
+    mlflow.end_run()
+    client.set_terminated(run_id, "FINISHED", end_time=end)
+    return {**base, "run_id": run_id, "new_run": True, **registry}
 
 
 def track_comparison(root: Path, params: Params) -> dict[str, Any]:
@@ -204,13 +559,20 @@ def track_comparison(root: Path, params: Params) -> dict[str, Any]:
     digest = hashlib.sha256(lock_path.read_bytes()).hexdigest()
     summary = read_json(root / paths.COMPARISON_METRICS)
     import mlflow
+    from mlflow import MlflowClient
 
-    _, experiment_id, uri, previous = _open(root, params, "compare.lock_sha256", digest)
+    uri = configure(root)
+    client = MlflowClient(uri)
+    experiment_id = _experiment_id(client, params.tracking.experiment, root, uri)
+    query = f"tags.`compare.lock_sha256` = '{digest}' and attributes.status = 'FINISHED'"
+    previous = client.search_runs([experiment_id], query, max_results=1)
     if previous:
-        return {"run_id": previous, "new_run": False, "uri": uri}
-    with mlflow.start_run(experiment_id=experiment_id, run_name="comparison") as run:
-        mlflow.log_params(flatten({"compare": params.compare.model_dump(mode="json"),
-                                   "stage2": params.stage2.model_dump(mode="json"), "noise": params.noise.model_dump(mode="json")}))
+        return {"run_id": previous[0].info.run_id, "new_run": False, "uri": uri, "experiment_id": experiment_id}
+    with mlflow.start_run(experiment_id=experiment_id, run_name="comparison") as run:  # an error ends it FAILED
+        compared = {"compare": params.compare.model_dump(mode="json"), "stage2": params.stage2.model_dump(mode="json"),
+                    "noise": params.noise.model_dump(mode="json")}
+        flat = flatten(compared)
+        mlflow.log_params({k: repr(v) if isinstance(v, float) else v for k, v in flat.items() if v is not None})
         mlflow.set_tags({"compare.lock_sha256": digest, "kind": "comparison"})
         metrics = {}
         for name, row in summary.items():
@@ -221,7 +583,7 @@ def track_comparison(root: Path, params: Params) -> dict[str, Any]:
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(root / paths.COMPARISON_MD), "comparison")
         mlflow.log_artifact(str(root / paths.COMPARISON_METRICS), "comparison")
-    return {"run_id": run.info.run_id, "new_run": True, "uri": uri}
+    return {"run_id": run.info.run_id, "new_run": True, "uri": uri, "experiment_id": experiment_id}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,13 +600,24 @@ def main(argv: list[str] | None = None) -> None:
         state = "logged as" if result["new_run"] else "already logged as"
         print(f"track: comparison {state} MLflow run {result['run_id']}")
         return
-    result = track(root, params)
-    if not result["new_run"]:
-        print(f"track: this pipeline state is already logged as MLflow run {result['run_id']} (nothing new)")
-        return
+    try:
+        result = track(root, params)
+    except KeyboardInterrupt as interrupt:  # our own line instead of the stages' "no outputs were written"
+        detail = (str(interrupt) if isinstance(interrupt, TrackInterrupted)
+                  else "interrupted before the MLflow run started; nothing logged")
+        print(f"lnlflow track: {detail}", file=sys.stderr)
+        raise SystemExit(130) from None
+    for run_id in result["recovered"]:
+        print(f"track: MLflow run {run_id} of an earlier track of this state never finished; marked it FAILED")
     name = params.tracking.model_name
+    if not result["new_run"]:
+        print(f"track: this pipeline state is already logged as MLflow run {result['run_id']} with version "
+              f"{result['version']} of '{name}' (nothing new)")
+        return
     verb = "registered as new" if result["new_version"] else "already registered as"
     print(
         f"track: MLflow run {result['run_id']}; model {verb} version {result['version']} of '{name}'"
         f" (champion: version {result['champion']})"
     )
+    if is_server(result["uri"]):
+        print(f"track: {ui_url(result['uri'], result['experiment_id'], result['run_id'])}")

@@ -28,18 +28,26 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     first = track(workspace, params)
     assert first["new_run"] and first["new_version"] and first["promoted"]
     assert first["version"] == "1" and first["champion"] == "1"
-    assert track(workspace, params)["new_run"] is False  # same dvc.lock: nothing new
+    again = track(workspace, params)  # same dvc.lock: nothing new, the same run and version reported
+    assert again["new_run"] is False and again["run_id"] == first["run_id"] and again["version"] == "1"
+    assert again["experiment_id"] == first["experiment_id"]
 
     client = MlflowClient(mlflow_db)
-    run_data = client.get_run(first["run_id"]).data
+    tracked = client.get_run(first["run_id"])
+    assert tracked.info.experiment_id == first["experiment_id"] and tracked.info.status == "FINISHED"
+    assert tracked.data.tags["lnlflow.complete"] == "true"
+    assert "mlflow.source.git.commit" not in tracked.data.tags  # the workspace is not a git repository
+    run_data = tracked.data
     assert run_data.params["stage2.method"] == "ido" and run_data.params["noise.rate"] == "0.4"
     assert "test_acc_selected" in run_data.metrics and "noise_auc" in run_data.metrics
     assert len(client.get_metric_history(first["run_id"], "stage1/loss")) == params.stage1.epochs
-    assert len(client.get_metric_history(first["run_id"], "stage2/val_acc")) == params.stage2.epochs
+    assert len(client.get_metric_history(first["run_id"], "stage2/loss")) == params.stage2.epochs
     artifacts = {a.path for folder in ("plots", "reports") for a in client.list_artifacts(first["run_id"], folder)}
     assert {"plots/confusion_matrix.png", "plots/learning_curves.png", "reports/label_issues.csv"} <= artifacts
     name = params.tracking.model_name
+    champion = client.get_model_version_by_alias(name, "champion")
     assert str(client.get_model_version_by_alias(name, "candidate").version) == "1"
+    assert champion.run_id == first["run_id"] and float(champion.tags["val_acc_clean_selected"]) > 0
 
     from sklearn.datasets import load_digits
 
@@ -56,3 +64,4 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     scores = {str(v.version): float(v.tags["val_acc_clean_selected"]) for v in client.search_model_versions(f"name='{name}'")}
     expected = "2" if scores["2"] > scores["1"] else "1"
     assert str(client.get_model_version_by_alias(name, "champion").version) == expected
+    assert second["champion"] == expected and second["promoted"] == (expected == "2")
