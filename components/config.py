@@ -143,7 +143,7 @@ class NoiseParams(Section):
     rate: float = Field(0.4, ge=0, lt=1)
     sampling: Literal["exact", "per_sample"] = Field("exact", description="pairflip/classmap only")
     class_map: str | dict[int, int] | None = Field(
-        None, description="classmap: a named map (cifar10, mnist) or {source: target}"
+        None, description="classmap: a named map (cifar10, mnist, cifar100, cifar100_superclass) or {source: target}"
     )
     idn_norm_std: float = Field(0.1, gt=0)
     idn_pixel_scale: Literal["raw", "unit"] = Field("raw", description="instance: raw pixel values or [0,1]")

@@ -17,6 +17,7 @@ from scipy.stats import truncnorm
 
 from components.config import NOISE_KINDS as CONFIG_NOISE_KINDS
 from components.errors import LnlError
+from components.noise.cifar100 import block_map, superclass_map
 
 GENERATOR_VERSION = "1"
 RNG_NAME = "numpy.default_rng(PCG64)"
@@ -27,7 +28,11 @@ NAMED_CLASS_MAPS: dict[str, dict[int, int]] = {
     # Patrini et al.: truck->automobile, bird->airplane, deer->horse, cat<->dog.
     "cifar10": {9: 1, 2: 0, 4: 7, 3: 5, 5: 3},
     "mnist": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1},
+    # Patrini et al.: each class → the next of its group of 5, cyclically (components/noise/cifar100.py).
+    "cifar100": block_map(),  # groups = index blocks [5k, 5k+5): the literature default (not the superclasses)
+    "cifar100_superclass": superclass_map(),  # groups = the dataset's 20 superclasses
 }
+NAMED_MAP_CLASSES: dict[str, int] = {"cifar10": 10, "mnist": 10, "cifar100": 100, "cifar100_superclass": 100}
 _SAMPLED_KINDS = ("pairflip", "classmap")  # kinds whose convention names the sampling
 
 
@@ -284,6 +289,9 @@ def _resolve_class_map(class_map: Mapping[int, int] | str | None, n_classes: int
         if class_map not in NAMED_CLASS_MAPS:
             raise LnlError(f"unknown named class_map {class_map!r}; "
                            f"named maps: {', '.join(NAMED_CLASS_MAPS)}")
+        if n_classes != NAMED_MAP_CLASSES[class_map]:
+            raise LnlError(f"named class_map {class_map!r} is for {NAMED_MAP_CLASSES[class_map]} classes; "
+                           f"this dataset has {n_classes}")
         class_map = NAMED_CLASS_MAPS[class_map]
     if not isinstance(class_map, Mapping) or not class_map:
         raise LnlError(f"class_map must be a non-empty dict {{source: target}}, got {class_map!r}")
