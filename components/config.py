@@ -165,7 +165,8 @@ class NoiseParams(Section):
         return self
 
 
-MODEL_ARCHS = ("mlp", "cnn", "preact_resnet18", "resnet34")  # plus timm:<name> / torchvision:<name> (optional extra)
+FIXED_ARCHS = ("cnn8_mln", "cnn9_coteaching", "wrn28_10")  # the papers' networks, widths fixed (components.models.paper_nets)
+MODEL_ARCHS = ("mlp", "cnn", "preact_resnet18", "resnet34", *FIXED_ARCHS)  # plus timm:<name> / torchvision:<name> (optional extra)
 
 
 class NormalizeStats(Section):
@@ -186,7 +187,8 @@ class NormalizeStats(Section):
 class ModelParams(Section):
     """The classifier; every architecture returns (logits, penultimate embedding)."""
 
-    arch: str = Field("cnn", description="mlp | cnn | preact_resnet18 | resnet34 | timm:<name> | torchvision:<name>")
+    arch: str = Field("cnn", description="mlp | cnn | preact_resnet18 | resnet34 | cnn8_mln | cnn9_coteaching | wrn28_10 "
+                                        "| timm:<name> | torchvision:<name>")
     hidden: int = Field(256, ge=2, description="mlp: hidden width")
     width: int | None = Field(None, ge=1, description="channels of the first stage; null = standard (cnn 32, ResNets 64)")
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -214,6 +216,12 @@ class ModelParams(Section):
         if value in MODEL_ARCHS or re.fullmatch(r"(timm|torchvision):[A-Za-z0-9_.\-]+", value):
             return value
         raise ValueError(f"unknown architecture '{value}'; choose one of {', '.join(MODEL_ARCHS)}, timm:<name> or torchvision:<name>")
+
+    @model_validator(mode="after")
+    def _fixed_width(self) -> ModelParams:
+        if self.arch in FIXED_ARCHS and self.width is not None:
+            raise ValueError(f"model.width is not used by '{self.arch}' (the paper's widths are fixed); set it to null")
+        return self
 
 
 class AugmentParams(Section):

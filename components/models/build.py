@@ -22,15 +22,20 @@ def architecture(cfg, input_shape: tuple[int, ...], n_classes: int, *, x_train: 
     `x_train` (the training split, uint8 or float) is read only for `model.normalize: train`.
     """
     from components.models.normalization import normalization_record
+    from components.models.paper_nets import MIN_SIDE
 
     if cfg.arch != "mlp" and len(input_shape) != 3:
         raise LnlError(f"model.arch: '{cfg.arch}' needs image data (C, H, W); this dataset has feature shape {tuple(input_shape)} — use 'mlp'")
+    if cfg.arch in MIN_SIDE and min(input_shape[1:]) < MIN_SIDE[cfg.arch]:
+        side = MIN_SIDE[cfg.arch]
+        raise LnlError(f"model.arch: '{cfg.arch}' needs images of at least {side}×{side} pixels; this dataset's are "
+                       f"{input_shape[1]}×{input_shape[2]} (use cnn, or a source with larger images)")
     record = {
         "arch": cfg.arch,
         "input_shape": [int(s) for s in input_shape],
         "n_classes": int(n_classes),
         "hidden": cfg.hidden,
-        "width": cfg.width if cfg.width is not None else DEFAULT_WIDTH.get(cfg.arch, 32),
+        "width": cfg.width if cfg.width is not None else DEFAULT_WIDTH.get(cfg.arch, 32),  # unused by paper nets
         "dropout": cfg.dropout,
     }
     normalize = normalization_record(cfg.normalize, tuple(input_shape), x_train)
@@ -47,6 +52,7 @@ def build_model(arch: dict[str, Any], *, weights: str | Path | None = None) -> n
     """
     from components.models.external import ExternalClassifier, is_external
     from components.models.nets import MLP, SmallCNN
+    from components.models.paper_nets import MIN_SIDE, paper_net
     from components.models.resnets import RESNETS, cifar_resnet
     from components.models.weights import load_weights
 
@@ -64,6 +70,8 @@ def build_model(arch: dict[str, Any], *, weights: str | Path | None = None) -> n
         model = SmallCNN(shape[0], shape[1], n_classes, width=arch["width"], **common)
     elif name in RESNETS:
         model = cifar_resnet(name, shape[0], n_classes, width=arch["width"], **common)
+    elif name in MIN_SIDE:
+        model = paper_net(name, shape, n_classes, **common)
     else:
         raise LnlError(f"unknown architecture '{name}'")
     if weights is not None:

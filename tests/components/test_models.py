@@ -11,6 +11,7 @@ from components.errors import LnlError
 from components.models import build_model
 from components.models.build import architecture
 from components.models.normalization import channel_stats
+from components.models.paper_nets import WideResNet
 from components.models.resnets import cifar_resnet
 from components.training.augment import Augmenter
 from components.config import AugmentParams
@@ -130,3 +131,41 @@ def test_uint8_augmentation_keeps_geometry_exact():
     assert weak.dtype == torch.uint8 and torch.equal(weak, x)  # nothing photometric: stays uint8, unchanged
     jitter = Augmenter(cfg.model_copy(update={"color_jitter": 0.3}), seed=0).strong(x)
     assert jitter.dtype == torch.float32 and 0 <= float(jitter.min()) and float(jitter.max()) <= 1
+
+
+# The papers' networks (components/models/paper_nets.py), counted for 3×32×32 inputs and 10 classes:
+# - wrn28_10: the published WRN-28-10 size on CIFAR-10, 36,479,194 (Zagoruyko & Komodakis; MW-Net, CLID-MU);
+# - cnn8_mln: MetaLabelNet's model_cifar10 — convs 3→64→64, 64→128→128, 128→196→196 with biases (832,088),
+#   six BN2d (2·(64+64+128+128+196+196) = 1,552), FC 3136→256 (803,072), BN1d 256 (512), FC 256→10 (2,570);
+# - cnn9_coteaching: Co-teaching's model.CNN — nine 3×3 convs with biases (3,584 + 2·147,584 + 295,168 +
+#   2·590,080 + 1,180,160 + 1,179,904 + 295,040 = 4,429,184), nine BN2d (4,096), FC 128→10 (1,290).
+@pytest.mark.parametrize(("name", "params", "embedding", "side"), [
+    ("cnn8_mln", 1_639_794, 256, 32), ("cnn9_coteaching", 4_434_570, 128, 32), ("wrn28_10", 36_479_194, 640, 8),
+])
+def test_paper_networks_have_the_published_size_and_give_logits_and_embedding(name, params, embedding, side):
+    torch.manual_seed(0)
+    record = architecture(ModelParams(arch=name), (3, side, side), 10)
+    model = build_model(record).eval()
+    assert _count(model) == params  # WRN's count does not depend on the image size: its forward runs on 8×8 (CPU time)
+    logits, features = model(torch.randint(0, 256, (2, 3, side, side), dtype=torch.uint8))
+    assert logits.shape == (2, 10) and features.shape == (2, embedding) and logits.dtype == torch.float32
+
+
+def test_paper_networks_keep_the_head_and_last_block_layout():
+    from components.methods.meta_step import virtual_param_names
+
+    cnn8 = build_model(architecture(ModelParams(arch="cnn8_mln"), (1, 28, 28), 10))
+    assert cnn8.body[4].in_features == 196 * 3 * 3  # the FC input follows the image size (3136 at 32×32)
+    assert {n.rsplit(".", 1)[0] for n in virtual_param_names(cnn8, "last_block")} == {"body.4", "body.5", "head"}
+    wrn = WideResNet(3, 100, depth=28, k=1)  # WRN-28-1: the same layout as WRN-28-10, 1/100 of the weights
+    assert wrn.head.in_features == 64 and wrn.head.out_features == 100
+    last = {n.split(".")[1] for n in virtual_param_names(wrn, "last_block") if n.startswith("body.")}
+    assert last == {"12", "13"}  # the last wide block and the final BN
+
+
+def test_paper_network_errors_are_one_line():
+    with pytest.raises(ValidationError, match="model.width is not used by 'wrn28_10'"):
+        ModelParams(arch="wrn28_10", width=16)
+    with pytest.raises(LnlError, match=r"^model.arch: 'cnn9_coteaching' needs images of at least 28×28 pixels; "
+                                       r"this dataset's are 8×8 \(use cnn, or a source with larger images\)$"):
+        architecture(ModelParams(arch="cnn9_coteaching"), (1, 8, 8), 10)
