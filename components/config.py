@@ -224,15 +224,32 @@ class ModelParams(Section):
         return self
 
 
+class RandAugmentParams(Section):
+    """RandAugmentMC(n, m) of CLID-MU / FixMatch (specs/clidmu.md §4): n ops from the 14-op pool, each applied with
+    p = 0.5 at a level drawn from [1, m), then an always-on grey cutout."""
+
+    n: int = Field(2, ge=1, description="ops per image, drawn with replacement")
+    m: int = Field(10, ge=2, le=10, description="levels are drawn uniformly from 1 .. m − 1 (of 10)")
+    cutout: float = Field(0.5, ge=0, lt=1, description="grey square side / image side (0.5 = 16 px at 32); 0 = off")
+
+
 class AugmentParams(Section):
-    """Batched on-device augmentation. Images: shift (pad+crop), flip; strong view adds cutout and noise."""
+    """Batched on-device augmentation. Images: shift (pad+crop), flip; the strong view is `basic` (adds jitter,
+    cutout and noise) or `randaugment` (adds RandAugmentMC and a grey cutout)."""
 
     crop_padding: int = Field(1, ge=0)
+    pad_mode: Literal["reflect", "zero"] = Field(
+        "reflect", description="shift padding: reflect (CLID-MU, IDO, MW-Net CIFAR recipes) or zero (DivideMix, MetaLabelNet)"
+    )
     flip: bool = Field(False, description="horizontal flip (off for digits: it changes their meaning)")
-    cutout: float = Field(0.25, ge=0, lt=1, description="strong view: side of the erased square / image side")
+    strong: Literal["basic", "randaugment"] = Field(
+        "basic", description="strong view: basic (jitter, cutout, noise below) or randaugment (the papers' RandAugmentMC)"
+    )
+    randaugment: RandAugmentParams = RandAugmentParams()
+    cutout: float = Field(0.25, ge=0, lt=1, description="basic strong view: side of the erased square / image side")
     noise_std: float = Field(0.05, ge=0, description="weak-view additive noise (in input units)")
-    strong_noise_std: float = Field(0.15, ge=0)
-    color_jitter: float = Field(0.0, ge=0, lt=1, description="strong view: brightness/contrast/saturation factors in 1 ± this")
+    strong_noise_std: float = Field(0.15, ge=0, description="basic strong view (and vector data)")
+    color_jitter: float = Field(0.0, ge=0, lt=1, description="basic strong view: brightness/contrast/saturation factors in 1 ± this")
 
 
 class RuntimeParams(Section):

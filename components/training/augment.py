@@ -1,11 +1,14 @@
 """Batched augmentation on the training device: no per-sample Python work in the hot loop.
 
-Images (B, C, H, W): the weak view shifts by up to `crop_padding` pixels (zero-pad + random crop),
-optionally flips, and adds a little noise; the strong view adds colour jitter, cutout and stronger noise.
-Feature vectors (B, d): additive Gaussian noise (weak), plus 20 % feature dropout (strong).
+Images (B, C, H, W): the weak view shifts by up to `crop_padding` pixels (reflect- or zero-pad + random crop),
+optionally flips, and adds a little noise. The strong view (`augment.strong`) is either `basic` — the weak
+geometry plus colour jitter, cutout and stronger noise — or `randaugment` — the weak geometry, then the papers'
+RandAugmentMC(n, m) and a grey cutout (components.training.randaugment), uint8 throughout.
+Feature vectors (B, d): additive Gaussian noise (weak), plus 20 % feature dropout (strong, either setting).
 
-uint8 images stay uint8 through the geometric steps (shift, flip, cutout); the first photometric step (noise,
-jitter) turns them into floats in [0, 1], the scale the models' input layer gives uint8 pixels.
+uint8 images stay uint8 through the geometric steps (shift, flip, cutout) and RandAugment; the first photometric
+step of the basic views (noise, jitter) turns them into floats in [0, 1], the scale the models' input layer gives
+uint8 pixels. Float images (in [0, 1]) are quantised to 8 bits for RandAugment and returned as floats.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from components.models.classifier import to_unit
+from components.errors import LnlError
+from components.models.classifier import PIXEL_MAX, to_unit
+from components.training.randaugment import cutout_side, randaugment
 
 
 class Augmenter:
@@ -35,17 +40,27 @@ class Augmenter:
         return x + (noise * self.scale if self.scale is not None and x.ndim == 2 else noise)
 
     def _shift(self, x: Tensor) -> Tensor:
+        """Pad by `crop_padding` (reflect: mirror without repeating the edge, as torch/torchvision; zero) and crop
+        back at a random offset: one gather, no padded copy."""
         pad = self.cfg.crop_padding
         if pad == 0:
             return x
-        b, _, h, w = x.shape
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy = (self._rand(b, device=x.device) * (2 * pad + 1)).long()
-        dx = (self._rand(b, device=x.device) * (2 * pad + 1)).long()
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
-        batch = torch.arange(b, device=x.device)[:, None, None]
-        return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        b, c, h, w = x.shape
+        reflect = self.cfg.pad_mode == "reflect"
+        if reflect and pad >= min(h, w):
+            raise LnlError(f"augment.crop_padding: {pad} must be smaller than the image side ({min(h, w)} px) "
+                           "for pad_mode: reflect (use a smaller padding or pad_mode: zero)")
+        dy = (self._rand(b, device=x.device) * (2 * pad + 1)).long() - pad
+        dx = (self._rand(b, device=x.device) * (2 * pad + 1)).long() - pad
+        rows = dy[:, None] + torch.arange(h, device=x.device)  # source row of each output row, may be outside
+        cols = dx[:, None] + torch.arange(w, device=x.device)
+        if reflect:
+            rows = torch.where(rows < 0, -rows, torch.where(rows >= h, 2 * (h - 1) - rows, rows))
+            cols = torch.where(cols < 0, -cols, torch.where(cols >= w, 2 * (w - 1) - cols, cols))
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+        source = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]  # (B, H, W) flat indices
+        out = x.reshape(b, c, h * w).gather(2, source.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+        return out.masked_fill(~inside[:, None], 0)
 
     def _flip(self, x: Tensor) -> Tensor:
         if not self.cfg.flip:
@@ -89,9 +104,20 @@ class Augmenter:
             x = self._flip(self._shift(x))
         return self._noise(x, self.cfg.noise_std)
 
+    def _randaugment(self, x: Tensor) -> Tensor:
+        """RandAugmentMC(n, m) + grey cutout on uint8 pixels; float images in [0, 1] go through 8 bits."""
+        ra = self.cfg.randaugment
+        side = cutout_side(ra.cutout, x.shape[2], x.shape[3])
+        if x.dtype == torch.uint8:
+            return randaugment(x, ra.n, ra.m, self.gen, cutout_side=side)
+        pixels = (x.clamp(0, 1) * PIXEL_MAX).round().to(torch.uint8)
+        return randaugment(pixels, ra.n, ra.m, self.gen, cutout_side=side).to(x.dtype) / PIXEL_MAX
+
     def strong(self, x: Tensor) -> Tensor:
-        """A harder view for two-view methods (IDO)."""
+        """A harder view for two-view methods (IDO) and CLID-MU's `aug: strong_all`."""
         if x.ndim == 4:
+            if self.cfg.strong == "randaugment":
+                return self._randaugment(self._flip(self._shift(x)))
             return self._noise(self._cutout(self._jitter(self._flip(self._shift(x)))), self.cfg.strong_noise_std)
         keep = (self._rand(*x.shape, device=x.device) >= 0.2).to(x.dtype)
         return self._noise(x * keep, self.cfg.strong_noise_std)
