@@ -98,7 +98,8 @@ class DataParams(Section):
     classes: tuple[str, ...] | None = Field(None, description="labels_csv: the class list, in label order; a label "
                                             "or clean value outside it is an error (default: the labels found)")
     food101_root: str | None = Field(None, description="food101n: the Food-101 folder (meta/test.txt, images/)")
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="trusted validation split, stratified")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="trusted validation split, stratified; 0 = none "
+                                "(all non-test rows train; model selection falls back to label-free or the last epoch)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="ignored by sources with an official test set")
     seed: int = Field(0, ge=0)
 
@@ -270,14 +271,70 @@ class RuntimeParams(Section):
         return self
 
 
+class OptimizerParams(Section):
+    """The classifier's optimiser (components/training/optim.py); the learning rate and weight decay are the
+    stage's `lr` / `weight_decay`."""
+
+    name: Literal["sgd", "adam", "adamw"] = Field("adamw", description="adamw: decoupled weight decay; sgd/adam: L2")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    nesterov: bool = Field(False, description="sgd only: Nesterov momentum (needs momentum > 0)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw only: (β1, β2)")
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimizerParams:
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"betas must both lie in [0, 1) (got {list(self.betas)})")
+        return self
+
+
+class LrScheduleParams(Section):
+    """The learning-rate schedule over the stage's epochs (stepped once per epoch; warm-up per iteration)."""
+
+    name: Literal["constant", "cosine", "multistep", "warm_restarts"] = "constant"
+    t_max: int | None = Field(None, ge=1, description="cosine: epochs from lr down to lr_min; null = the stage's epochs")
+    milestones: list[int] = Field(default_factory=list, description="multistep: epochs after which lr is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0, le=1, description="multistep: the factor")
+    t_0: int = Field(10, ge=1, description="warm_restarts: epochs of the first cosine cycle")
+    t_mult: int = Field(1, ge=1, description="warm_restarts: each cycle is t_mult times longer than the last")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up over the first epochs, per iteration; 0 = off")
+
+    @model_validator(mode="after")
+    def _check(self) -> LrScheduleParams:
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError("multistep needs milestones: at least one epoch, e.g. [40, 80]")
+        if any(m < 1 for m in self.milestones) or any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+            raise ValueError(f"milestones must be increasing epochs ≥ 1 (got {self.milestones})")
+        return self
+
+
+class CosineScheduleParams(LrScheduleParams):
+    """Stage two's schedule: cosine unless set otherwise."""
+
+    name: Literal["constant", "cosine", "multistep", "warm_restarts"] = "cosine"
+
+
 class OptimParams(Section):
     """Optimiser settings shared by both stages' sections."""
 
     epochs: int = Field(..., ge=1)
     batch_size: int = Field(64, ge=2)
     lr: float = Field(1e-3, gt=0)
+    lr_min: float = Field(1e-4, ge=0, description="floor of the cosine and warm_restarts schedules")
     weight_decay: float = Field(1e-5, ge=0)
     seed: int = Field(0, ge=0)
+    optimizer: OptimizerParams = OptimizerParams()
+    schedule: LrScheduleParams = LrScheduleParams()
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm before each step; null = off")
+
+    @model_validator(mode="after")
+    def _recipe(self) -> OptimParams:
+        if self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError(f"schedule.warmup_epochs ({self.schedule.warmup_epochs}) must be below epochs ({self.epochs})")
+        if self.schedule.name in ("cosine", "warm_restarts") and self.lr_min > self.lr:
+            raise ValueError(f"lr_min ({self.lr_min}) is above lr ({self.lr}): the {self.schedule.name} schedule would raise the rate")
+        return self
 
 
 class Stage1Params(OptimParams):
@@ -421,7 +478,7 @@ class Stage2Params(OptimParams):
 
     method: str = "ido"
     epochs: int = Field(30, ge=1)
-    lr_min: float = Field(1e-4, ge=0, description="cosine schedule floor")
+    schedule: CosineScheduleParams = CosineScheduleParams()
     init: Literal["base", "scratch"] | None = Field(
         None, description="start from stage one's base model or a fresh network; null = the method's default"
     )
@@ -531,9 +588,26 @@ def validate_params(raw: Any, *, source: str = "params") -> Params:
     if not isinstance(raw, dict):
         raise LnlError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as error:
         raise LnlError(format_validation_error(error, source)) from None
+    if problem := untrusted_meta_set(params):
+        raise LnlError(f"{source}: {problem}")
+    return params
+
+
+TRUSTED_SPLIT_METHODS = ("metalabelnet", "mwnet")  # their meta loss reads the validation split's labels
+UNTRUSTED_SOURCES = ("digits", "csv", "cifar10", "cifar100", "mnist", "fashion_mnist")  # never mark trusted rows
+
+
+def untrusted_meta_set(params: Params) -> str | None:
+    """Why stage2.method cannot run without a validation split (data.val_fraction 0 on a source that marks no
+    trusted rows), else None; sources that may mark trusted rows are checked by stage two on the prepared data."""
+    data, method = params.data, params.stage2.method
+    if data.val_fraction == 0 and data.source in UNTRUSTED_SOURCES and method in TRUSTED_SPLIT_METHODS:
+        return (f"stage2.method '{method}' needs a trusted validation split (its meta set), but data.val_fraction "
+                f"is 0 and source '{data.source}' marks no trusted rows; set data.val_fraction > 0 or choose another method")
+    return None
 
 
 def read_yaml(path: Path) -> Any:

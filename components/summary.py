@@ -8,6 +8,13 @@ from components import paths
 from components.io import read_json
 
 
+SELECTED_BY = {  # eval.json selection_rule → how the summary names it
+    "validation": "checkpoint selected on validation",
+    "labelfree": "no validation split: checkpoint selected by lowest CLID, label-free",
+    "last": "no validation split: last epoch",
+}
+
+
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
@@ -20,7 +27,7 @@ def render(root: Path) -> str:
     return "\n".join([
         f"lnlflow — {ev['method']} on {noise['dataset']} with {noise['kind']} noise",
         f"  noise rate            requested {pct(noise['requested_rate'])}, actual {pct(ev['actual_noise_rate'])}",
-        f"  test accuracy         {pct(ev['test_acc_selected'])}  (checkpoint selected on validation, epoch {ev['selected_epoch']})",
+        f"  test accuracy         {pct(ev['test_acc_selected'])}  ({SELECTED_BY[ev.get('selection_rule', 'validation')]}, epoch {ev['selected_epoch']})",
         f"                        last epoch {pct(ev['test_acc_last'])}; label-free (lowest-CLID ensemble) {pct(ev.get('test_acc_labelfree_ensemble'))}",
         f"                        oracle best-on-test {pct(ev['test_acc_oracle'])} (optimistic, not a result)",
         f"  noise-detection AUC   {auc}  (precision {pct(ev['noise_precision'])}, recall {pct(ev['noise_recall'])})",

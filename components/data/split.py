@@ -13,6 +13,8 @@ def stratified_split(
 ) -> dict[str, np.ndarray]:
     """Per class: shuffle, take round(n·test) for test and round(n·val) for val (each ≥ 1), rest train.
 
+    `val_fraction` 0 (and no `trusted` rows): no validation split; every non-test row trains.
+
     With a `trusted` mask (rows whose labels the user vouches for), the validation split is exactly those
     rows and the test/train split is drawn from the others. With a `test` mask (an official test set), the
     test split is exactly those rows and val/train are drawn from the others (`test_fraction` is unused).
@@ -31,10 +33,11 @@ def stratified_split(
         members = rng.permutation(candidates)
         n = members.size
         n_test = max(1, int(round(n * test_fraction))) if test is None else 0
-        n_val = max(1, int(round(n * val_fraction))) if trusted is None else 0
+        n_val = max(1, int(round(n * val_fraction))) if trusted is None and val_fraction > 0 else 0
         if n - n_test - n_val < 1:
             name = f"class {c}" + (f" ('{class_names[c]}')" if class_names and class_names[c] != str(c) else "")
-            raise LnlError(f"{name} has only {n} samples: too few for a train/val/test split")
+            parts_named = "train/val/test" if n_val else "train/test"
+            raise LnlError(f"{name} has only {n} samples: too few for a {parts_named} split")
         parts["test"].append(members[:n_test])
         parts["val"].append(members[n_test : n_test + n_val])
         parts["train"].append(members[n_test + n_val :])

@@ -21,6 +21,13 @@ from components.stages.common import load_prepared, read_npz, run_stage
 from components.training.loop import predict_logits
 
 
+SELECTION_NOTES = {  # how stage two chose the selected model (stage2.json selection_rule)
+    "validation": "checkpoint with the best validation accuracy",
+    "labelfree": "no validation split: the checkpoint with the lowest pool CLID (stage2.selection, no labels)",
+    "last": "no validation split and label-free selection off: the last epoch",
+}
+
+
 def stage_one_scores(wrong_events: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """p(label wrong) from stage one alone: class-wise Beta mixture posterior of the noisy component."""
     mixture = ClassWiseBetaMixture(n_classes).fit(wrong_events, labels, iters=20)
@@ -41,7 +48,10 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
 
     last, _ = load_model_checkpoint(outputs.model_last)
     selected, selected_ckpt = load_model_checkpoint(outputs.model_selected)
-    acc = lambda model, idx: float((predict_logits(model, X[idx]).argmax(1).numpy() == y[idx]).mean())  # noqa: E731
+    def acc(model, idx: np.ndarray) -> float | None:  # None on an empty split (data.val_fraction 0)
+        return float((predict_logits(model, X[idx]).argmax(1).numpy() == y[idx]).mean()) if len(idx) else None
+
+    rule = stage2.get("selection_rule", "validation")
     test_pred = predict_logits(selected, X[te]).argmax(1).numpy()
     oracle = max(log2, key=lambda r: r["test_acc"])
 
@@ -70,6 +80,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         "test_acc_oracle": oracle["test_acc"],
         "oracle_epoch": int(oracle["epoch"]),
         "selected_epoch": int(selected_ckpt["meta"]["epoch"]),
+        "selection_rule": rule,
         **labelfree,
         "val_acc_clean_last": acc(last, va),
         "val_acc_clean_selected": acc(selected, va),
@@ -82,7 +93,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         "noise_kind": noise["kind"],
         "per_class_acc": dict(zip(classes, np.round(per_class_accuracy(y[te], test_pred, n_classes), 6).tolist())),
         "notes": {
-            "test_acc_selected": "checkpoint with the best validation accuracy (the headline number)",
+            "test_acc_selected": SELECTION_NOTES[rule] + " (the headline number)",
             "test_acc_labelfree_ensemble": "sum of test logits of the k lowest-CLID epochs (no labels used to select)",
             "test_acc_oracle": "best test accuracy over stage-two epochs: chosen on the test set, optimistic, never a headline",
         },
@@ -100,7 +111,8 @@ def write_report_and_plots(metrics: dict, ex: dict) -> None:
         write_label_issues(
             reports / paths.LABEL_ISSUES.name, index=ex["tr"], given=ex["given"], predicted=ex["probs_train"].argmax(1),
             p_label_wrong=ex["p_wrong"], p_given_model=ex["probs_train"][np.arange(len(ex["tr"])), ex["given"]],
-            classes=ex["classes"], known_noisy=np.where(ex["known"], ex["is_noisy"], -1) if ex["noise"]["kind"] != "none" else None,
+            classes=ex["classes"], selected_by=metrics["selection_rule"],
+            known_noisy=np.where(ex["known"], ex["is_noisy"], -1) if ex["noise"]["kind"] != "none" else None,
         )
         plot_confusion(ex["confusion"], ex["classes"], plot_dir / "confusion_matrix.png",
                        title=f"test confusion — {metrics['method']}, selected epoch {metrics['selected_epoch']}")

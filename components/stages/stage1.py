@@ -16,6 +16,7 @@ from components.training import distributed
 from components.training.checkpoint import checkpoint_folders, stage_checkpoint
 from components.training.label_wave import LabelWaveSelector
 from components.training.loop import accuracy, pick_device, train_epochs
+from components.training.optim import build_optimizer, build_schedule
 from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
 
@@ -68,7 +69,7 @@ def main() -> None:
     arch = architecture(params.model, tuple(splits.x_train.shape[1:]), info["n_classes"], x_train=splits.x_train)
     model = runtime.prepare(build_model(arch, weights=params.model.weights).to(device))
     augment = make_augmenter(params.augment, splits, cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model.parameters(), cfg)
     trainer = dist.wrap(model)  # DDP (global-batch BatchNorm) under torchrun; `model` itself otherwise
     view = distributed.ShardedAugmenter(augment, dist) if dist.active else augment
     recorder = WrongEventRecorder(len(splits.y_train), cfg.epochs, device)
@@ -95,9 +96,9 @@ def main() -> None:
                               inputs=(paths.PREPARED, paths.NOISY),
                               parts={"augment": augment, "recorder": recorder, "selector": selector, "state": state})
     rows = train_epochs(
-        model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=None,
-        batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label="stage1", runtime=runtime,
-        checkpointer=resume, dist=dist,
+        model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer,
+        scheduler=build_schedule(optimizer, cfg), batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed,
+        label="stage1", runtime=runtime, checkpointer=resume, dist=dist, grad_clip=cfg.grad_clip,
     )
     if dist.is_main():  # one writer; the other ranks wait for it
         write_outputs(model, selector, recorder, rows, arrays, arch, cfg, splits, resume)

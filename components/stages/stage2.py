@@ -12,7 +12,7 @@ import yaml
 
 from components import paths
 from components.paths import Stage2Outputs
-from components.config import load_params, validate_params
+from components.config import TRUSTED_SPLIT_METHODS, load_params, validate_params
 from components.errors import LnlError
 from components.io import atomic_dir, check_writable, read_json, write_json, write_tsv
 from components.methods import get_method
@@ -25,6 +25,7 @@ from components.training import distributed
 from components.training.checkpoint import checkpoint_folders, stage_checkpoint
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
+from components.training.optim import build_optimizer, build_schedule
 from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     device = dist.device
     runtime = resolve_runtime(params.runtime, device)
     arrays, y_noisy = load_prepared(), load_noisy()
+    check_trusted_split(cfg.method, len(arrays["val_idx"]))
     info = read_json(paths.DATA_MANIFEST)
     dynamics = read_npz(paths.DYNAMICS, ("wrong_events", "train_idx"))
     if not np.array_equal(dynamics["train_idx"], arrays["train_idx"]):
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(checkpoint["arch"]).to(device)
     model = runtime.prepare(model)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model.parameters(), cfg)  # a two-network method adds its peer as a second group
     augment = make_augmenter(params.augment, splits, cfg.seed)
     ctx = MethodContext(  # under torchrun the method trains the DDP wrapper on views of its shard
         model=dist.wrap(model), splits=splits, params=params,
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     method = method_cls(ctx)
     model = distributed.unwrap(method.eval_model)  # what is evaluated, selected and saved (an ensemble for DivideMix)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr_min)
+    scheduler = build_schedule(optimizer, cfg)  # after the method: the peer's group is scheduled too
     best = {"val_acc": -1.0, "epoch": 0, "state": None}
     selector = labelfree_selector(cfg.selection, splits, params.augment, cfg.seed)
 
@@ -148,24 +150,52 @@ def main(argv: list[str] | None = None) -> None:
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler,
         batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
-        runtime=runtime, checkpointer=resume, dist=dist,
+        runtime=runtime, checkpointer=resume, dist=dist, grad_clip=cfg.grad_clip,
     )
     if dist.is_main():  # one writer; the other ranks wait for it
-        write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, outputs, resume)
+        rule = selection_rule(len(splits.y_val), selector)
+        write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, outputs, resume, rule)
     dist.barrier()
 
 
-def write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, outputs, resume) -> None:
+def check_trusted_split(method: str, n_val: int) -> None:
+    """A method whose meta loss reads labels needs a validation split (data.val_fraction > 0 or trusted rows)."""
+    if method in TRUSTED_SPLIT_METHODS and n_val == 0:
+        raise LnlError(f"stage2.method '{method}' needs a trusted validation split (its meta set), but the prepared "
+                       "data has none (data.val_fraction is 0 and the source marks no trusted rows); set "
+                       "data.val_fraction > 0, mark trusted rows, or choose another method")
+
+
+def selection_rule(n_val: int, selector: LowestClidSelector | None) -> str:
+    """How the selected model is chosen: best validation accuracy; without a validation split, the lowest pool
+    CLID (stage2.selection) when enabled, else the last epoch."""
+    if n_val:
+        return "validation"
+    return "labelfree" if selector is not None else "last"
+
+
+def selected_model(rule: str, best: dict, selector, model, epochs: int) -> tuple[dict, int, str]:
+    """(weights, epoch, selected_on) of the model `rule` selects."""
+    if rule == "validation":
+        return best["state"], best["epoch"], "val_acc"
+    if rule == "labelfree":
+        return selector.best_state, selector.epochs()[0], "lowest_pool_clid"
+    return model.state_dict(), epochs, "last_epoch"
+
+
+def write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, outputs, resume, rule) -> None:
     """Models, noise scores, label-free selection, log and metrics (rank 0 only), then drop the resume checkpoint."""
     arch = method.eval_arch(checkpoint["arch"])
+    state, epoch, selected_on = selected_model(rule, best, selector, model, cfg.epochs)
     scores = method.noise_scores()
     summary = {
         "method": cfg.method,
         "init": init,
         "seed": cfg.seed,
         "epochs": cfg.epochs,
-        "selected_epoch": best["epoch"],
-        "val_acc_selected": best["val_acc"],
+        "selection_rule": rule,  # validation | labelfree | last (no validation split)
+        "selected_epoch": epoch,
+        "val_acc_selected": best["val_acc"] if rule == "validation" else None,
         "val_acc_last": rows[-1]["val_acc"],
         "seconds_per_epoch": float(np.mean([r["seconds"] for r in rows])),
         # the method's cost: its batch loop plus its per-epoch work (evaluation and selection excluded)
@@ -174,8 +204,8 @@ def write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, ou
     with atomic_dir(outputs.dir) as out:
         inside = lambda path: out / path.relative_to(outputs.dir)  # noqa: E731
         save_model_checkpoint(inside(outputs.model_last), arch, model.state_dict(), epoch=cfg.epochs, method=cfg.method)
-        save_model_checkpoint(inside(outputs.model_selected), arch, best["state"], epoch=best["epoch"],
-                              method=cfg.method, selected_on="val_acc")
+        save_model_checkpoint(inside(outputs.model_selected), arch, state, epoch=epoch,
+                              method=cfg.method, selected_on=selected_on)
         if scores is not None:
             np.savez(inside(outputs.scores), p_label_wrong=np.asarray(scores, dtype=np.float64))
         if selector is not None:
@@ -190,7 +220,8 @@ def write_outputs(method, model, checkpoint, rows, best, selector, cfg, init, ou
         write_tsv(outputs.log, rows)
         write_json(outputs.metrics, summary)
     resume.discard()  # the outputs exist: nothing left to resume
-    print(f"stage2/{cfg.method}: last val_acc {rows[-1]['val_acc']:.4f}, best {best['val_acc']:.4f} at epoch {best['epoch']}")
+    chosen = f"best {best['val_acc']:.4f}" if rule == "validation" else f"selected by rule '{rule}'"
+    print(f"stage2/{cfg.method}: last val_acc {rows[-1]['val_acc']:.4f}, {chosen} at epoch {epoch}")
 
 
 if __name__ == "__main__":

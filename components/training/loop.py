@@ -15,10 +15,12 @@ from torch import Tensor
 
 from components.errors import LnlError
 from components.training.distributed import Distributed
+from components.training.optim import clip_gradients
 from components.training.runtime import Runtime
 
 if TYPE_CHECKING:
     from components.training.checkpoint import ResumeCheckpoint
+    from components.training.optim import LrSchedule
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def train_epochs(
     epochs: int,
     batch_size: int,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | LrSchedule | None,
     batch_loss: Callable[[Tensor], tuple[Tensor, Tensor]],
     after_epoch: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
     seed: int,
@@ -107,6 +109,7 @@ def train_epochs(
     runtime: Runtime | None = None,
     checkpointer: ResumeCheckpoint | None = None,
     dist: Distributed | None = None,
+    grad_clip: float | None = None,
 ) -> list[dict[str, float]]:
     """Run `epochs` epochs; `batch_loss(idx)` returns (mean loss, train-view logits) for that batch.
 
@@ -126,6 +129,10 @@ def train_epochs(
     `batch_loss` gets this rank's shard of each; `model` is the unwrapped network (evaluated on every rank),
     while `batch_loss` runs the DDP wrapper. The loss is scaled so DDP's gradient average is the global batch's;
     the epoch's loss and accuracy are summed over ranks; only rank 0 prints progress and writes checkpoints.
+
+    `scheduler` steps after every epoch; an `LrSchedule` (components.training.optim) also sets each batch's rate
+    during its warm-up, before `batch_loss` (which may read it: the meta methods' virtual step). `grad_clip`
+    caps the global gradient norm of the optimiser's parameters before each step (after DDP's all-reduce).
     """
     dist = dist or Distributed()
     n = len(data.y_train)
@@ -142,6 +149,7 @@ def train_epochs(
         raise LnlError(f"{label}: the processes found different resume checkpoints (they need one shared "
                        "project folder); delete .lnlflow/checkpoints to start over")
     progress = Progress(label, epochs, first=done + 1) if dist.is_main() else None
+    before_batch = getattr(scheduler, "before_batch", None)  # an LrSchedule's per-iteration warm-up
     for epoch in range(done + 1, epochs + 1):
         model.train()
         start = time.perf_counter()
@@ -150,7 +158,10 @@ def train_epochs(
         scored = 0  # samples whose train-view logits the method returned
         first_bad = torch.zeros((), dtype=torch.long, device=device)  # 1-based batch of the first non-finite loss
         bad_loss = torch.zeros((), device=device)
-        for step, idx in enumerate(batches(len(data.y_train), batch_size, generator, device)):
+        order = batches(len(data.y_train), batch_size, generator, device)
+        for step, idx in enumerate(order):
+            if before_batch is not None:
+                before_batch(epoch, step, len(order))
             idx = dist.shard(idx)
             with autocast():
                 loss, logits = batch_loss(idx)
@@ -160,6 +171,7 @@ def train_epochs(
             bad_loss = torch.where(new_bad, value.float(), bad_loss)
             optimizer.zero_grad(set_to_none=True)
             (loss * dist.loss_scale() if dist.active else loss).backward()
+            clip_gradients(optimizer, grad_clip)
             optimizer.step()
             loss_sum += value * len(idx)
             if logits is not None:
