@@ -6,6 +6,7 @@ the median CPU time (process_time: all threads) and wall time per 50k images. `-
 per-image PIL RandAugmentMC's op calls (one image at a time, as a data-loader worker runs them) for scale.
 
     python benchmarks/augment_speed.py [--images 50000] [--batch 128] [--repeats 3] [--threads 1] [--pil]
+                                       [--device cuda]   # the same views on a GPU (synchronised timings)
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ PER = 50_000
 
 
 def run_view(cfg: AugmentParams, x: torch.Tensor, batch: int) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) for one pass over x in batches."""
-    aug = Augmenter(cfg, seed=0)
+    """(CPU seconds, wall seconds) for one pass over x in batches (on x's device, synchronised)."""
+    aug = Augmenter(cfg, seed=0, device=x.device)
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync()
     cpu, wall = time.process_time(), time.perf_counter()
     for start in range(0, len(x), batch):
         aug.strong(x[start:start + batch])
+    sync()
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
@@ -74,19 +78,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pil", action="store_true", help="add the official per-image PIL loop (needs Pillow)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     random.seed(0)
     x = torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    runs = {name: lambda cfg=cfg: run_view(cfg, x, args.batch) for name, cfg in VIEWS.items()}
+    on_device = x.to(args.device)
+    runs = {name: lambda cfg=cfg: run_view(cfg, on_device, args.batch) for name, cfg in VIEWS.items()}
     if args.pil:
-        runs["official PIL RandAugmentMC, per image"] = lambda: run_pil(x)
+        runs["official PIL RandAugmentMC, per image (CPU)"] = lambda: run_pil(x)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(args.repeats):  # interleaved
         for name, fn in runs.items():
             times[name].append(fn())
     scale = PER / args.images
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}, {args.images} images, "
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} thread(s), batch {args.batch}, {args.images} images, "
           f"median of {args.repeats} interleaved repeats, per 50k images")
     print("| strong view | CPU s / 50k | wall s / 50k |")
     print("|---|---:|---:|")
