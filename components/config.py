@@ -373,13 +373,24 @@ class MetaLabelNetParams(Section):
 
     slp_lr: float = Field(1e-2, gt=0, description="Adam learning rate of the soft-label generator")
     slp_weight_decay: float = Field(1e-4, ge=0)
-    alpha_inner: float = Field(1.0, gt=0, description="virtual step size (official: 1, independent of the LR)")
+    alpha_inner: float | None = Field(
+        None, gt=0, description="virtual step size; null = stage2.meta.inner_lr if set, else 1 (official, "
+        "independent of the LR); setting both to different values is an error",
+    )
     loss_norm: Literal["BC", "B"] = "BC"
     entropy_weight: float = Field(1.0, ge=0, description="1 makes the real loss exactly reverse cross-entropy")
     bn_meta: Literal["clone", "shared"] = Field("clone", description="shared = official (contaminates BN stats)")
     shuffle: bool = Field(True, description="False = official fixed order, meta batch i mod M")
     feature_source: Literal["frozen_warmup", "live_classifier"] = "frozen_warmup"
     slp_init: Literal["default", "from_head"] = "from_head"
+    warmup_end: Literal["last", "base"] = Field(
+        "last", description="the warm-up's end (classifier start and frozen encoder): last = stage one's final "
+        "epoch (the paper's fixed-length warm-up) | base = stage one's base model (label wave)",
+    )
+
+    def inner_step(self, shared: float | None) -> float:
+        """The virtual step: alpha_inner or stage2.meta.inner_lr (whichever is set; they must agree), else 1."""
+        return self.alpha_inner if self.alpha_inner is not None else shared if shared is not None else 1.0
 
 
 class ClidMuParams(Section):
@@ -402,18 +413,29 @@ class MwnetParams(Section):
 
     meta_optimizer: Literal["adam", "sgd"] = "adam"
     meta_lr: float = Field(1e-3, gt=0)
-    meta_weight_decay: float = Field(5e-4, ge=0)
-    normalize_weights: bool = True
+    meta_weight_decay: float = Field(1e-4, ge=0, description="official VNet: Adam 1e-3, wd 1e-4")
+    normalize_weights: bool = Field(False, description="official MW-Net: mean of v·ℓ (CLID-MU's host normalises)")
 
 
 class GceParams(Section):
-    """Truncated GCE (specs/baselines.md): q, truncation threshold k, pruning schedule."""
+    """Truncated GCE (specs/baselines.md): q, truncation threshold k, pruning schedule.
+
+    The reference prunes after epoch 40 of 120, then every 10: null keeps those fractions of stage2.epochs
+    (a third, then every twelfth); numbers are epochs (40 / 10 = the reference at 120 epochs).
+    """
 
     q: float = Field(0.7, gt=0, le=1)
     k: float = Field(0.5, gt=0, lt=1)
     truncated: bool = True
-    prune_start: int = Field(40, ge=1, description="first epoch after which weights are recomputed")
-    prune_every: int = Field(10, ge=1)
+    prune_start: int | None = Field(None, ge=1, description="first epoch after which weights are recomputed; "
+                                    "null = round(epochs / 3)")
+    prune_every: int | None = Field(None, ge=1, description="epochs between prunings; null = round(epochs / 12)")
+
+    def schedule(self, epochs: int) -> tuple[int, int]:
+        """(prune_start, prune_every) for `epochs` stage-two epochs."""
+        start = self.prune_start if self.prune_start is not None else max(1, round(epochs * 40 / 120))
+        every = self.prune_every if self.prune_every is not None else max(1, round(epochs * 10 / 120))
+        return start, every
 
 
 class SceParams(Section):
@@ -461,6 +483,14 @@ class DivideMixParams(Section):
     gmm_max_iter: int = Field(10, ge=1)
     gmm_tol: float = Field(1e-2, gt=0)
     gmm_reg_covar: float = Field(5e-4, gt=0)
+    warmup_end: Literal["last", "base"] = Field(
+        "last", description="net 1's warm-up end: last = stage one's final epoch (the paper's fixed-length "
+        "warm-up) | base = stage one's base model (label wave)",
+    )
+    peer_init: Literal["independent", "copy"] = Field(
+        "independent", description="independent = net 2 gets its own initialisation and its own CE warm-up of "
+        "as many epochs as net 1's (official) | copy = net 2 starts as a copy of net 1",
+    )
 
 
 class SelectionParams(Section):
@@ -500,6 +530,19 @@ class Stage2Params(OptimParams):
         if value not in METHOD_NAMES:
             raise ValueError(f"unknown method '{value}'; choose one of {', '.join(METHOD_NAMES)}")
         return value
+
+    @model_validator(mode="after")
+    def _method_schedules(self) -> Stage2Params:
+        """Settings of the chosen method that contradict the shared ones or would never take effect."""
+        mln, shared = self.metalabelnet.alpha_inner, self.meta.inner_lr
+        if self.method == "metalabelnet" and mln is not None and shared is not None and mln != shared:
+            raise ValueError(f"metalabelnet.alpha_inner ({mln}) and meta.inner_lr ({shared}) both set the virtual "
+                             "step; set one of them (or both to the same value)")
+        start = self.gce.schedule(self.epochs)[0]
+        if self.method == "gce" and self.gce.truncated and start >= self.epochs:
+            raise ValueError(f"gce.prune_start {start} is not below epochs {self.epochs}: truncation would never "
+                             "happen; lower it, set null (a third of the epochs) or truncated: false")
+        return self
 
 
 class CompareParams(Section):

@@ -16,6 +16,7 @@ DATA_MANIFEST = PREPARED / "manifest.json"
 NOISY_NPZ = NOISY / "labels.npz"
 NOISE_MANIFEST = NOISY / "manifest.json"
 BASE_MODEL = STAGE1 / "base_model.pt"
+LAST_MODEL = STAGE1 / "last_model.pt"  # the weights after stage one's final epoch (a fixed-length warm-up's end)
 DYNAMICS = STAGE1 / "dynamics.npz"
 MODEL_LAST = STAGE2 / "model_last.pt"
 MODEL_SELECTED = STAGE2 / "model_selected.pt"

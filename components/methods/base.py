@@ -29,6 +29,7 @@ class MethodContext:
     arch: dict[str, Any] | None = None  # the base model's architecture record (to build peer networks)
     base_state: dict[str, Tensor] | None = None  # stage one's base-model weights
     init: str = "base"  # how `model` was initialised: "base" (stage one's weights) or "scratch"
+    warmup_epochs: int = 0  # stage-one epochs behind `base_state` (net 1's warm-up length, for DivideMix's net 2)
     # torchrun: this rank's place; `model` is then the DDP wrapper and `augment` gives views of this rank's shard
     dist: Distributed = field(default_factory=Distributed)
 
@@ -57,6 +58,11 @@ class Stage2Method:
             value = getattr(self, attr)
             summed = dist.all_sum(torch.as_tensor(value))
             value[:] = summed.numpy() if isinstance(value, np.ndarray) else summed
+
+    @classmethod
+    def warmup_end(cls, params) -> str:
+        """Which stage-one model a `base` start loads: "base" (the base model) or "last" (its final epoch)."""
+        return "base"
 
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx

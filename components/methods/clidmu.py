@@ -24,12 +24,15 @@ from components.methods.meta_common import (
     weighted_loss,
 )
 from components.training import distributed
+from components.training.streams import stream_seed, torch_generator
 
 DEFAULT_META_LR = {"vri": 0.01, "wnet": 1e-3}
 
 
 class ClidMu(MetaMethod):
     """CLID meta loss with the VRI or the MW-Net host."""
+
+    DEFAULT_INIT = "scratch"  # as in the paper (no warm-up: specs/clidmu.md §4)
 
     # wnet: head-only virtual step every 2nd step stayed within a point of exact at ≤ 2× CE on digits; for the
     # VRI host no cheaper setting measured did (README: Results), so it defaults to the exact one.
@@ -53,10 +56,13 @@ class ClidMu(MetaMethod):
                                         weight_decay=cfg.meta_weight_decay)
         super().__init__(ctx, phi, optimizer)
         # Only images of the meta set are ever indexed: no label tensor can reach the meta loss.
-        self.meta_images = ctx.splits.x_train[unlabelled_subset(n_train, cfg.meta_set_size, seed=ctx.params.stage2.seed).to(ctx.device)]
+        # Each random choice has its own named stream: the meta set is not the loader's first batches (same seed).
+        seed = ctx.params.stage2.seed
+        subset = unlabelled_subset(n_train, cfg.meta_set_size, seed=stream_seed(seed, "clidmu.meta_set"))
+        self.meta_images = ctx.splits.x_train[subset.to(ctx.device)]
         self.meta_batches = EndlessBatches(len(self.meta_images), ctx.params.stage2.meta.meta_batch_size,
-                                           seed=ctx.params.stage2.seed + 1, device=ctx.device)
-        self.noise_gen = torch.Generator(device=ctx.device).manual_seed(ctx.params.stage2.seed)
+                                           seed=stream_seed(seed, "clidmu.meta_batches"), device=ctx.device)
+        self.noise_gen = torch_generator(seed, "clidmu.vri_noise", ctx.device)
 
     def _view(self, x: Tensor) -> Tensor:
         augment = distributed.unsharded(self.ctx.augment)  # meta images are the same on every rank

@@ -3,7 +3,8 @@ specs/baselines.md).
 
 In every batch each network ranks the samples by its own cross-entropy and keeps the (1 − forget_rate(t))
 fraction with the smallest loss; each network is then updated on its peer's selection. forget_rate(t) ramps
-linearly from 0 to τ^c over the first `num_gradual` epochs, then stays at τ. The first network is the one
+linearly from 0 to τ^c over the first `num_gradual` epochs of the official schedule (its epoch 0 is the untrained
+evaluation, so training epoch 1 already forgets τ^c/(T_k − 1)), then stays at τ. The first network is the one
 evaluated and saved. Noise scores: how often the two selections rejected a sample during the epochs at the
 full forget rate (the last epoch's if training ends before the ramp does).
 """
@@ -25,11 +26,16 @@ SYNTHETIC_RATE_KINDS = ("symmetric_exclusive", "symmetric_inclusive", "symmetric
 
 
 def forget_schedule(tau: float, epochs: int, *, num_gradual: int, exponent: float) -> np.ndarray:
-    """forget_rate per epoch (index 0 = epoch 1): linspace(0, τ^c, T_k) over the first T_k epochs, then τ."""
-    rates = np.full(epochs, tau, dtype=np.float64)
+    """forget_rate of training epochs 1..epochs (index 0 = epoch 1), as the official loop uses it.
+
+    Official: rate_schedule = τ everywhere, rate_schedule[:T_k] = linspace(0, τ^c, T_k); epoch 0 only evaluates
+    the untrained networks and training epoch e (1, 2, ...) uses rate_schedule[e]. So the first trained epoch
+    already forgets τ^c/(T_k − 1), and the full rate is reached at epoch T_k − 1.
+    """
+    official = np.full(epochs + 1, tau, dtype=np.float64)
     ramp = np.linspace(0.0, tau**exponent, num_gradual)
-    rates[: min(num_gradual, epochs)] = ramp[:epochs]
-    return rates
+    official[: min(num_gradual, epochs + 1)] = ramp[: epochs + 1]
+    return official[1:]
 
 
 def estimated_noise_rate(ctx: MethodContext) -> float:

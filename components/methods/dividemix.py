@@ -1,5 +1,9 @@
 """`dividemix`: co-divide with loss GMMs, then MixMatch on the labelled/unlabelled split (Li et al., ICLR 2020;
-specs/baselines.md). Stage one is the warm-up: both networks start from the base model.
+specs/baselines.md). Stage one is net 1's warm-up (to its last epoch, as the paper's fixed-length warm-up, or to
+the label-wave base model: `warmup_end`). Net 2, as in the official code, is initialised independently (its own
+named random stream, `model.weights` if set) and warmed up with cross-entropy for as many epochs, with stage one's
+recipe (optimiser, the schedule's first epochs, clipping, batch size, weak views), on its own batch order
+(`peer_init: copy` starts it as a copy of net 1 instead: the two first divisions are then identical).
 
 Every epoch begins with a division: each network's per-sample cross-entropy (eval mode, un-augmented), min-max
 normalised (averaged over the last `loss_history` epochs), is fitted by a 2-component GMM; a sample's clean
@@ -22,12 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from components.errors import LnlError
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.mixtures import gaussian_clean_probability
 from components.methods.two_networks import make_peer
+from components.models import build_model
 from components.models.ensemble import Ensemble, ensemble_architecture
 from components.training import distributed
-from components.training.loop import predict_logits
+from components.training.loop import batches, predict_logits
+from components.training.optim import build_optimizer, build_schedule, clip_gradients
+from components.training.setup import make_augmenter
+from components.training.streams import numpy_generator, stream_seed, torch_generator
 
 ASYMMETRIC_KINDS = ("pairflip", "classmap")
 SYMMETRIC_KINDS = ("symmetric_exclusive", "symmetric_inclusive", "symmetric_inclusive_per_sample",
@@ -79,6 +88,43 @@ def prior_penalty(probs: Tensor, rows: int, dist: distributed.Distributed) -> Te
     return (slope * local / rows).sum() + (value - (slope * mean).sum()) / dist.world
 
 
+def independent_peer(ctx: MethodContext) -> nn.Module:
+    """Net 2: its own initialisation, then a cross-entropy warm-up as long as net 1's (`ctx.warmup_epochs`).
+
+    Each random choice has a named stream of stage2.seed, so the result does not depend on the global RNG. The
+    peer joins the stage-two optimiser afterwards; under torchrun every rank computes the same warm-up (DDP then
+    broadcasts rank 0's weights).
+    """
+    if ctx.arch is None:
+        raise LnlError("dividemix: net 2 needs the base model's architecture in the method's context")
+    params, splits, seed = ctx.params, ctx.splits, ctx.params.stage2.seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, "dividemix.peer_init"))
+        peer = build_model(ctx.arch, weights=params.model.weights).to(ctx.device)
+    warm = params.stage1  # net 1's warm-up recipe: optimiser, schedule (its first epochs), clipping, batch size
+    optimizer = build_optimizer(peer.parameters(), warm)
+    schedule = build_schedule(optimizer, warm)
+    views = make_augmenter(params.augment, splits, stream_seed(seed, "dividemix.peer_warmup_views"))
+    order = torch_generator(seed, "dividemix.peer_warmup_batches")
+    peer.train()
+    for epoch in range(1, ctx.warmup_epochs + 1):
+        cut = batches(len(splits.y_train), warm.batch_size, order, splits.x_train.device)
+        for step, idx in enumerate(cut):
+            if schedule is not None:
+                schedule.before_batch(epoch, step, len(cut))
+            logits, _ = peer(views.weak(splits.x_train[idx]))
+            loss = F.cross_entropy(logits, splits.y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_gradients(optimizer, warm.grad_clip)
+            optimizer.step()
+        if schedule is not None:
+            schedule.step()
+    peer.train(ctx.model.training)
+    ctx.optimizer.add_param_group({"params": list(peer.parameters())})
+    return peer
+
+
 class CycledSubset:
     """Batches of any size drawn without replacement from a fixed index set, reshuffled every pass (seeded)."""
 
@@ -102,6 +148,10 @@ class DivideMix(Stage2Method):
     """Two networks, GMM co-divide, label refinement, co-guessing, MixMatch."""
 
     INITS = ("base",)  # the warm-up is stage one
+
+    @classmethod
+    def warmup_end(cls, params) -> str:
+        return params.stage2.dividemix.warmup_end  # last = the paper's fixed-length warm-up
     STATE_SKIP = Stage2Method.STATE_SKIP + ("nets", "trainers", "ensemble")  # checkpointed as model and peer
 
     def __init__(self, ctx: MethodContext):
@@ -111,13 +161,13 @@ class DivideMix(Stage2Method):
         self.lambda_u = cfg.lambda_u if cfg.lambda_u is not None else lambda_u_preset(
             noise.kind, noise.rate, ctx.splits.n_classes)
         self.history_len = cfg.loss_history or (5 if noise.kind != "none" and noise.rate >= 0.9 else 1)
-        self.peer = make_peer(ctx)
+        self.peer = independent_peer(ctx) if cfg.peer_init == "independent" else make_peer(ctx)
         self.nets = (distributed.unwrap(self.model), self.peer)  # divided, guessing, evaluated
         self.trainers = (self.model, ctx.dist.wrap(self.peer))  # trained: the nets, or DDP wrappers under torchrun
         self.ensemble = Ensemble(list(self.nets))
         seed = ctx.params.stage2.seed
-        self.gen = torch.Generator().manual_seed(seed + 11)  # MixMatch permutations and unlabelled cycles
-        self.rng = np.random.default_rng(seed + 12)  # MixMatch λ
+        self.gen = torch_generator(seed, "dividemix.mixmatch")  # MixMatch permutations and unlabelled cycles
+        self.rng = numpy_generator(seed, "dividemix.lambda")  # MixMatch λ
         n = len(ctx.splits.y_train)
         self.history = [torch.zeros(0, n, device=ctx.device) for _ in self.nets]
         batch = ctx.params.stage2.batch_size
@@ -147,7 +197,7 @@ class DivideMix(Stage2Method):
             self.history[k] = torch.cat([self.history[k], losses[None]])[-self.history_len:]
             prob = gaussian_clean_probability(
                 self.history[k].mean(0).cpu().numpy(), max_iter=self.cfg.gmm_max_iter, tol=self.cfg.gmm_tol,
-                reg_covar=self.cfg.gmm_reg_covar, seed=self.ctx.params.stage2.seed,
+                reg_covar=self.cfg.gmm_reg_covar, seed=stream_seed(self.ctx.params.stage2.seed, "dividemix.gmm", bits=32),
             )
             self.clean_prob.append(torch.as_tensor(prob, dtype=torch.float32, device=y.device))
             if k == 0:

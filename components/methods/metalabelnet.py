@@ -1,7 +1,8 @@
 """`metalabelnet`: soft labels from a single-layer net over frozen warm-up features, meta-learned so that one
 step on them lowers cross-entropy on the trusted (clean) validation split (specs/metalabelnet.md).
 
-Stage one is the warm-up: its base model initialises the classifier and, frozen, serves as the feature
+Stage one is the warm-up: its model at the warm-up's end (`warmup_end`: stage one's last epoch, as the paper's
+fixed-length warm-up, or the label-wave base model) initialises the classifier and, frozen, serves as the feature
 encoder. Noisy labels are not read after warm-up. The real step trains on reverse cross-entropy against the
 updated generator's (detached) soft labels, reusing the forward from before the meta update (as specified).
 """
@@ -23,6 +24,7 @@ from components.methods.meta_common import (
     soft_label_kl,
 )
 from components.training import distributed
+from components.training.streams import stream_seed
 
 
 class MetaLabelNet(MetaMethod):
@@ -32,6 +34,10 @@ class MetaLabelNet(MetaMethod):
     STATE_SKIP = MetaMethod.STATE_SKIP + ("encoder",)  # the frozen base model (rebuilt) or the model itself
 
     # Exact by default: every cheaper setting measured lost more than a point on sym-60 (README: Results).
+
+    @classmethod
+    def warmup_end(cls, params) -> str:
+        return params.stage2.metalabelnet.warmup_end  # last = the paper's fixed-length warm-up (s1 epochs)
 
     def __init__(self, ctx: MethodContext):
         cfg = ctx.params.stage2.metalabelnet
@@ -44,8 +50,12 @@ class MetaLabelNet(MetaMethod):
             self.slp.load_state_dict(net.head.state_dict())
         optimizer = torch.optim.Adam(self.slp.parameters(), lr=cfg.slp_lr, weight_decay=cfg.slp_weight_decay)
         super().__init__(ctx, list(self.slp.parameters()), optimizer, clone_buffers=cfg.bn_meta == "clone")
+        # the virtual step: metalabelnet.alpha_inner or the shared meta.inner_lr (config checks they agree),
+        # else 1 as in the official code — never the classifier's learning rate
+        self.inner_step = cfg.inner_step(ctx.params.stage2.meta.inner_lr)
         self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
-                                           seed=ctx.params.stage2.seed, device=ctx.device, shuffle=cfg.shuffle)
+                                           seed=stream_seed(ctx.params.stage2.seed, "metalabelnet.meta_batches"),
+                                           device=ctx.device, shuffle=cfg.shuffle)
 
     def _features(self, x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -73,7 +83,7 @@ class MetaLabelNet(MetaMethod):
         def meta_loss(forward) -> Tensor:
             return nn.functional.cross_entropy(forward(x_meta)[0], y_meta)
 
-        self.maybe_meta_update(inner, meta_loss, lr=self.cfg.alpha_inner)
+        self.maybe_meta_update(inner, meta_loss, lr=self.inner_step)
         with torch.no_grad():
             soft = torch.softmax(self.slp(features[mine]), dim=1)
         p = torch.softmax(logits, dim=1)

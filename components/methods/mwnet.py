@@ -16,10 +16,13 @@ from components.methods.meta_common import (
     require_trusted_split,
     weighted_loss,
 )
+from components.training.streams import stream_seed
 
 
 class MWNet(MetaMethod):
     """VNet host, clean cross-entropy meta loss."""
+
+    DEFAULT_INIT = "scratch"  # as in the paper (the official script trains from initialisation)
 
     # Exact by default: head/2 lost 1.7 points on pair-40, full/8 lost 8 (README: Results).
 
@@ -32,7 +35,7 @@ class MWNet(MetaMethod):
         optimizer = make_meta_optimizer(cfg.meta_optimizer, phi, lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay)
         super().__init__(ctx, phi, optimizer)
         self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
-                                           seed=ctx.params.stage2.seed, device=ctx.device)
+                                           seed=stream_seed(ctx.params.stage2.seed, "mwnet.meta_batches"), device=ctx.device)
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         dist = self.ctx.dist

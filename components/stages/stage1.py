@@ -14,7 +14,7 @@ from components.models.build import architecture
 from components.stages.common import load_noisy, load_prepared, run_stage
 from components.training import distributed
 from components.training.checkpoint import checkpoint_folders, stage_checkpoint
-from components.training.label_wave import LabelWaveSelector
+from components.training.label_wave import LabelWaveSelector, snapshot
 from components.training.loop import accuracy, pick_device, train_epochs
 from components.training.optim import build_optimizer, build_schedule
 from components.training.runtime import resolve_runtime
@@ -106,13 +106,16 @@ def main() -> None:
 
 
 def write_outputs(model, selector, recorder, rows, arrays, arch, cfg, splits, resume) -> None:
-    """The base model, per-sample dynamics, log and metrics (rank 0 only), then drop the resume checkpoint."""
+    """The base model, the last epoch's model, per-sample dynamics, log and metrics (rank 0 only), then drop the
+    resume checkpoint."""
+    last_state = snapshot(model)  # the end of a fixed-length warm-up (DivideMix, MetaLabelNet: warmup_end: last)
     model.load_state_dict(selector.state)
     base_val = accuracy(model, splits.x_val, splits.y_val)
     with atomic_dir(paths.STAGE1) as out:
         save_model_checkpoint(
             out / paths.BASE_MODEL.name, arch, selector.state, epoch=selector.selected_epoch, rule=cfg.base_model_rule
         )
+        save_model_checkpoint(out / paths.LAST_MODEL.name, arch, last_state, epoch=cfg.epochs, rule="last")
         np.savez(
             out / paths.DYNAMICS.name,
             train_idx=arrays["train_idx"],

@@ -28,14 +28,18 @@ from components.training.loop import pick_device, train_epochs
 from components.training.optim import build_optimizer, build_schedule
 from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
+from components.training.streams import stream_seed
 
 
 def labelfree_selector(cfg, splits, augment_cfg, seed: int) -> LowestClidSelector | None:
     """The lowest-CLID selector over a fixed unlabelled pool of training images (None when disabled)."""
     if not cfg.enabled:
         return None
-    pool = splits.x_train[unlabelled_subset(len(splits.y_train), cfg.pool_size, seed=seed + 2).to(splits.x_train.device)]
-    transform = make_augmenter(augment_cfg, splits, seed + 3).strong if cfg.transform == "train_strong" else None
+    subset = unlabelled_subset(len(splits.y_train), cfg.pool_size, seed=stream_seed(seed, "selection.pool"))
+    pool = splits.x_train[subset.to(splits.x_train.device)]
+    transform = None
+    if cfg.transform == "train_strong":
+        transform = make_augmenter(augment_cfg, splits, stream_seed(seed, "selection.transform")).strong
     return LowestClidSelector(pool, k=cfg.k, tau=cfg.tau, transform=transform)
 
 
@@ -103,20 +107,22 @@ def main(argv: list[str] | None = None) -> None:
     dynamics = read_npz(paths.DYNAMICS, ("wrong_events", "train_idx"))
     if not np.array_equal(dynamics["train_idx"], arrays["train_idx"]):
         raise LnlError(f"{paths.DYNAMICS}: stage-one samples do not match the prepared training split; run dvc repro")
-    seed_everything(cfg.seed)
-    model, checkpoint = load_model_checkpoint(paths.BASE_MODEL, device=device)
+    seed_everything(stream_seed(cfg.seed, "stage2.global"))  # scratch and peer initialisation, dropout
+    start = paths.LAST_MODEL if init == "base" and method_cls.warmup_end(params) == "last" else paths.BASE_MODEL
+    model, checkpoint = load_model_checkpoint(start, device=device)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
     if init == "scratch":  # a fresh network of the same architecture, seeded by stage2.seed
         model = build_model(checkpoint["arch"]).to(device)
     model = runtime.prepare(model)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
     optimizer = build_optimizer(model.parameters(), cfg)  # a two-network method adds its peer as a second group
-    augment = make_augmenter(params.augment, splits, cfg.seed)
+    augment = make_augmenter(params.augment, splits, stream_seed(cfg.seed, "stage2.augment"))  # named streams
     ctx = MethodContext(  # under torchrun the method trains the DDP wrapper on views of its shard
         model=dist.wrap(model), splits=splits, params=params,
         augment=distributed.ShardedAugmenter(augment, dist) if dist.active else augment,
         wrong_events=dynamics["wrong_events"].astype(np.int64), device=device, optimizer=optimizer,
         arch=checkpoint["arch"], base_state=base_state, init=init, dist=dist,
+        warmup_epochs=int(checkpoint["meta"].get("epoch", 0)),
     )
     method = method_cls(ctx)
     model = distributed.unwrap(method.eval_model)  # what is evaluated, selected and saved (an ensemble for DivideMix)
@@ -149,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer, scheduler=scheduler,
-        batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed, label=f"stage2/{cfg.method}",
+        batch_loss=batch_loss, after_epoch=after_epoch, seed=stream_seed(cfg.seed, "stage2.batches"),
+        label=f"stage2/{cfg.method}",
         runtime=runtime, checkpointer=resume, dist=dist, grad_clip=cfg.grad_clip,
     )
     if dist.is_main():  # one writer; the other ranks wait for it

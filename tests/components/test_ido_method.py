@@ -48,3 +48,56 @@ def test_stage_one_counts_are_not_modified_in_place():
     method = get_method("ido")(ctx)
     method.counts += 1
     np.testing.assert_array_equal(ctx.wrong_events, original)
+
+
+def test_wrong_events_increment_rule_timing_and_refreshed_weights():
+    """One optimiser step on one batch: each sample gains exactly [argmax z_weak ≠ ỹ] + [argmax z_strong ≠ ỹ], from
+    train-mode logits of the views it trains on, before the step; the loss is weighted by the mixture's prediction
+    on the incremented counts. Eval-mode, post-step and stale-count versions differ, so each part can fail."""
+    import copy
+
+    from components.methods.ido_loss import ido_loss
+    from components.methods.mixtures import ido_weights
+
+    ctx = _context()
+    for group in ctx.optimizer.param_groups:
+        group["lr"] = 5.0  # a step big enough to change predictions
+    method = get_method("ido")(ctx)
+    before = method.counts.copy()
+    pre_step, pre_step_eval = copy.deepcopy(ctx.model), copy.deepcopy(ctx.model).eval()
+    seen = {}
+    for name in ("weak", "strong"):
+        real = getattr(ctx.augment, name)
+        setattr(ctx.augment, name, lambda x, real=real, name=name: seen.setdefault(name, real(x)))
+
+    def batch_loss(idx):
+        seen["idx"] = idx
+        seen["loss"], logits = method.batch_loss(idx)
+        return seen["loss"], logits
+
+    train_epochs(ctx.model, ctx.splits, epochs=1, batch_size=96, optimizer=ctx.optimizer, scheduler=None,
+                 batch_loss=batch_loss, seed=0, label="t")  # 96 samples, one batch: exactly one step
+    idx = seen["idx"].numpy()
+    y = ctx.splits.y_train[seen["idx"]]
+
+    def wrong(model):
+        with torch.no_grad():
+            z_w, z_s = model(seen["weak"])[0], model(seen["strong"])[0]
+        return ((z_w.argmax(1) != y).long() + (z_s.argmax(1) != y).long()).numpy(), z_w, z_s
+
+    expected, z_w, z_s = wrong(pre_step)  # train mode (BN batch statistics), before the step
+    added = method.counts[idx] - before[idx]
+    np.testing.assert_array_equal(added, expected)
+    assert not np.array_equal(wrong(pre_step_eval)[0], expected)  # eval mode would count differently
+    ctx.model.train()
+    assert not np.array_equal(wrong(ctx.model)[0], expected)  # so would the model after the step
+
+    labels = y.numpy()
+
+    def loss_with(counts):
+        tau1, eps_w, tau2 = (torch.as_tensor(a, dtype=torch.float32)
+                             for a in ido_weights(*method.mixture.predict(counts, labels)))
+        return ido_loss(z_w, z_s, y, tau1, eps_w, tau2)[0]
+
+    torch.testing.assert_close(seen["loss"].detach(), loss_with(method.counts[idx]))
+    assert abs(loss_with(before[idx]) - seen["loss"].detach()) > 1e-4  # stale counts would weigh differently

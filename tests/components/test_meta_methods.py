@@ -138,22 +138,118 @@ def test_meta_interval_skips_meta_updates():
     assert len(calls) == 3  # steps 0, 3, 6
 
 
-def test_clidmu_meta_loss_never_sees_labels(monkeypatch):
-    import components.methods.clidmu as clidmu
+def captured_losses(method, idx):
+    """Run `batch_loss(idx)` with the meta update replaced by a capture of its (inner, meta) loss closures."""
+    captured = []
+    method.meta_step.step = lambda optimizer, inner, meta, **kwargs: captured.append((inner, meta, kwargs))
+    loss, logits = method.batch_loss(idx)
+    return captured[0], loss, logits
 
-    seen = []
 
-    def spy(*args, **kwargs):
-        seen.append([a.dtype for a in args] + [v.dtype for v in kwargs.values() if isinstance(v, torch.Tensor)])
-        return real(*args, **kwargs)
+def model_forward(model):
+    return lambda x: model(x)
 
-    real = clidmu.clid_loss
-    monkeypatch.setattr(clidmu, "clid_loss", spy)
-    ctx = context(blobs(n=200), {"method": "clidmu", "clidmu": {"meta_set_size": 100}})
-    method = get_method("clidmu")(ctx)
-    method.batch_loss(torch.arange(32))
-    assert seen and all(dtype.is_floating_point for call in seen for dtype in call)
-    assert method.meta_images.shape == (100, 10)
+
+@pytest.mark.parametrize("host", ["vri", "wnet"])
+def test_clidmu_meta_objective_never_sees_labels(host):
+    """Replacing every label (training, validation, test) leaves the meta set, the meta loss and its gradient
+    ∂L_meta/∂θ̂ — all the meta step takes from the meta batch — bit-identical; new meta images do change them."""
+    splits = blobs(n=200)
+    rng = np.random.default_rng(1)
+    relabel = lambda y: torch.from_numpy(rng.integers(0, 4, len(y)))  # noqa: E731
+    corrupted = TensorSplits(splits.x_train, relabel(splits.y_train), splits.x_val, relabel(splits.y_val),
+                             splits.x_test, relabel(splits.y_test), 4)
+    assert not torch.equal(corrupted.y_train, splits.y_train)
+    stage2 = {"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": host}}
+
+    def meta_objective(s: TensorSplits, images_from=None):
+        method = get_method("clidmu")(context(s, stage2, base_epochs=1))
+        torch.manual_seed(0)
+        model = build_model(ARCH)  # the same θ̂ for every run
+        if images_from is not None:
+            method.meta_images = images_from
+        (_, meta, _), _, _ = captured_losses(method, torch.arange(32))
+        value = meta(model_forward(model))
+        grads = torch.autograd.grad(value, list(model.parameters()))
+        return method.meta_images, value.detach(), grads
+
+    images_a, value_a, grads_a = meta_objective(splits)
+    images_b, value_b, grads_b = meta_objective(corrupted)
+    assert torch.equal(images_a, images_b) and torch.equal(value_a, value_b)
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    _, value_c, _ = meta_objective(splits, images_from=splits.x_train[100:200])  # the test can fail
+    assert not torch.equal(value_a, value_c)
+
+
+def test_metalabelnet_real_loss_is_reverse_ce_on_the_updated_soft_labels():
+    """−(1/(B·C)) Σ p log(ȳ + 1e-10), ȳ from the SLP *after* this step's meta update, p from the real forward;
+    the two-term form L_KL + L_H gives the same value; loss_norm B divides by B instead."""
+    for norm, divisor in (("BC", 32 * 4), ("B", 32)):
+        ctx = context(blobs(n=200), {"method": "metalabelnet", "metalabelnet": {"loss_norm": norm}},
+                      augment={"noise_std": 0.0, "strong_noise_std": 0.0}, base_epochs=1)
+        method = get_method("metalabelnet")(ctx)
+        slp_before = [p.detach().clone() for p in method.slp.parameters()]
+        idx = torch.arange(32)
+        loss, logits = method.batch_loss(idx)  # includes one real meta update of the SLP
+        assert any(not torch.equal(a, b) for a, b in zip(slp_before, method.slp.parameters()))
+        with torch.no_grad():
+            features = method.encoder(ctx.splits.x_train[idx])[1]
+            soft = torch.softmax(method.slp(features), dim=1).double()
+            p = torch.softmax(logits.detach(), dim=1).double()
+            expected = -(p * torch.log(soft + 1e-10)).sum() / divisor
+            kl = (p * (torch.log(p) - torch.log(soft + 1e-10))).sum() / divisor
+            entropy = -(p * torch.log(p)).sum() / divisor
+        torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(kl + entropy, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_metalabelnet_inner_loss_wiring_and_virtual_step():
+    """The inner loss is KL(p‖softmax(SLP(frozen features))) over B·C, reads no noisy label and depends on φ;
+    the meta loss is CE on the trusted split; the virtual step is alpha_inner / meta.inner_lr, else 1."""
+    quiet = {"noise_std": 0.0, "strong_noise_std": 0.0}
+    ctx = context(blobs(n=200), {"method": "metalabelnet"}, augment=quiet, base_epochs=1)
+    method = get_method("metalabelnet")(ctx)
+    batches = []
+    real_next = method.meta_batches.next
+    method.meta_batches.next = lambda: batches.append(real_next()) or batches[-1]
+    idx = torch.arange(32)
+    (inner, meta, kwargs), _, _ = captured_losses(method, idx)
+    assert kwargs["lr"] == 1.0  # the official step, not the classifier's learning rate (1e-3)
+    forward = model_forward(ctx.model)
+    x = ctx.splits.x_train[idx]
+    with torch.no_grad():
+        p = torch.softmax(ctx.model(x)[0], 1).double()
+        y = torch.softmax(method.slp(method.encoder(x)[1]), 1).double()
+        expected_inner = (p * (torch.log(p) - torch.log(y + 1e-10))).sum() / (32 * 4)
+        expected_meta = F.cross_entropy(ctx.model(ctx.splits.x_val[batches[0]])[0], ctx.splits.y_val[batches[0]])
+    value = inner(forward)
+    torch.testing.assert_close(value.double(), expected_inner, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(meta(forward), expected_meta)
+    assert any(g.abs().sum() > 0 for g in torch.autograd.grad(value, list(method.slp.parameters())))
+    ctx.splits.y_train[:] = (ctx.splits.y_train + 1) % 4  # noisy labels are not read after the warm-up
+    (inner_b, _, _), _, _ = captured_losses(method, idx)
+    assert torch.equal(inner_b(forward), value)
+    for stage2, step in (({"meta": {"inner_lr": 0.1}}, 0.1), ({"metalabelnet": {"alpha_inner": 0.2}}, 0.2),
+                         ({"meta": {"inner_lr": 0.3}, "metalabelnet": {"alpha_inner": 0.3}}, 0.3)):
+        method = get_method("metalabelnet")(context(blobs(n=200), {"method": "metalabelnet", **stage2}, base_epochs=1))
+        assert captured_losses(method, idx)[0][2]["lr"] == step
+    with pytest.raises(LnlError, match=r"metalabelnet.alpha_inner \(0.2\) and meta.inner_lr \(0.1\) both set"):
+        validate_params({"stage2": {"method": "metalabelnet", "meta": {"inner_lr": 0.1},
+                                    "metalabelnet": {"alpha_inner": 0.2}}})
+
+
+def test_meta_methods_start_as_their_papers():
+    from components.stages.stage2 import resolve_init
+
+    for name, init in (("clidmu", "scratch"), ("mwnet", "scratch"), ("metalabelnet", "base")):
+        assert resolve_init(None, get_method(name), name) == init
+    assert resolve_init("base", get_method("clidmu"), "clidmu") == "base"  # the stage-one start stays an option
+    params = validate_params({})
+    assert (params.stage2.mwnet.normalize_weights, params.stage2.mwnet.meta_weight_decay) == (False, 1e-4)
+    assert get_method("metalabelnet").warmup_end(params) == "last" == get_method("dividemix").warmup_end(params)
+    assert get_method("ido").warmup_end(params) == "base"
+    tuned = validate_params({"stage2": {"metalabelnet": {"warmup_end": "base"}, "dividemix": {"warmup_end": "base"}}})
+    assert get_method("metalabelnet").warmup_end(tuned) == "base" == get_method("dividemix").warmup_end(tuned)
 
 
 def test_bad_inputs_fail_before_training():

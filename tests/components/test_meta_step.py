@@ -12,11 +12,12 @@ from torch.func import functional_call
 
 from components.errors import LnlError
 from components.methods.clid import clid_loss
+from components.methods.meta_common import Rectifier
 from components.methods.meta_step import META_GRADS, SCOPES, MetaStep, virtual_param_names
 from components.models.nets import MLP, SmallCNN
 
 B, C, D_FEAT, LR = 8, 3, 6, 0.7
-HOSTS = ("metalabelnet", "vnet_clid")
+HOSTS = ("metalabelnet", "vnet_clid", "vri_clid")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,6 +44,9 @@ class Host:
             self.features = torch.randn(B, D_FEAT, generator=g, dtype=torch.float64)
             self.net = nn.Linear(D_FEAT, C).double()
             self.inner, self.meta = self._reverse_kl, self._clean_ce
+        elif kind == "vri_clid":  # VRI rectifier on (detached embedding, noisy label), fixed ε; CLID meta loss
+            self.net = Rectifier(self.model.head.in_features, C, label_dim=4, widths=(8, 8, 8)).double()
+            self.inner, self.meta = self._rectified_ce, self._clid
         else:  # VNet weights on per-sample CE, normalised in-batch; CLID meta loss on an unlabelled batch
             self.net = nn.Sequential(nn.Linear(1, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid()).double()
             self.inner, self.meta = self._weighted_ce, self._clid
@@ -62,6 +66,11 @@ class Host:
         losses = F.cross_entropy(logits, self.y, reduction="none")
         v = self.net(losses.detach()[:, None]).squeeze(1)
         return (v / v.sum() * losses).sum()
+
+    def _rectified_ce(self, forward):
+        logits, embedding = forward(self.x)
+        v = self.net(embedding.detach(), self.y, generator=torch.Generator().manual_seed(5))  # the same ε every call
+        return F.cross_entropy(v * logits, self.y)
 
     def _clid(self, forward):
         logits, embedding = forward(self.x_meta)

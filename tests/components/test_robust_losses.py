@@ -70,3 +70,26 @@ def test_each_robust_loss_trains_in_the_shared_loop(name):
     assert accuracy(ctx.model, ctx.splits.x_test, ctx.splits.y_test) > 0.5
     if name == "gce":
         assert 0 < rows[-1]["kept_fraction"] < 1  # heavy noise: some samples pruned, not all
+
+
+def test_gce_truncation_happens_at_the_defaults():
+    """The reference prunes after epoch 40 of 120, then every 10: by default the same fractions of stage2.epochs,
+    so the default 30 epochs prune after epochs 10, 12, …; a prune_start that never comes is refused."""
+    from components.config import validate_params
+    from components.errors import LnlError
+
+    default = validate_params({}).stage2
+    assert default.gce.schedule(default.epochs) == (10, 2)
+    assert default.gce.schedule(120) == (40, 10)  # the paper's values
+    explicit = validate_params({"stage2": {"gce": {"prune_start": 40, "prune_every": 10}, "epochs": 120}})
+    assert explicit.stage2.gce.schedule(120) == (40, 10)
+    ctx = context(blobs(), {"method": "gce"})  # 30 epochs, defaults
+    method = get_method("gce")(ctx)
+    kept = [method.on_epoch_end(epoch)["kept_fraction"] for epoch in (9, 10)]
+    assert kept[0] == 1.0 and 0 < kept[1] < 1  # nothing pruned before epoch 10, then the low-p_y samples
+    method.weights[:] = 1
+    assert method.on_epoch_end(11)["kept_fraction"] == 1.0  # not a pruning epoch
+    assert method.on_epoch_end(12)["kept_fraction"] < 1  # pruned again at epoch 12
+    with pytest.raises(LnlError, match="gce.prune_start 40 is not below epochs 30: truncation would never happen"):
+        validate_params({"stage2": {"method": "gce", "gce": {"prune_start": 40}}})
+    validate_params({"stage2": {"method": "gce", "gce": {"prune_start": 40, "truncated": False}}})  # plain GCE: fine

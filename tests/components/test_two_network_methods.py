@@ -55,12 +55,23 @@ def test_small_loss_selection_keeps_the_smallest_fraction():
         small_loss_selection(losses, 0.0)
 
 
-def test_forget_rate_ramps_linearly_to_tau_then_stays():
-    rates = forget_schedule(0.4, 15, num_gradual=10, exponent=1.0)
-    np.testing.assert_allclose(rates[:10], np.linspace(0, 0.4, 10))
-    np.testing.assert_allclose(rates[10:], 0.4)
-    np.testing.assert_allclose(forget_schedule(0.5, 4, num_gradual=3, exponent=2.0), [0, 0.125, 0.25, 0.5])
-    np.testing.assert_allclose(forget_schedule(0.4, 3, num_gradual=10, exponent=1.0), np.linspace(0, 0.4, 10)[:3])
+def official_rates(tau: float, n_epoch: int, num_gradual: int, exponent: float) -> list[float]:
+    """The rates bhanML/Co-teaching's main.py trains with: epoch 0 only evaluates, epoch e = 1.. uses rate_schedule[e]."""
+    rate_schedule = np.ones(n_epoch) * tau
+    rate_schedule[:num_gradual] = np.linspace(0, tau**exponent, num_gradual)
+    return [rate_schedule[epoch] for epoch in range(1, n_epoch)]
+
+
+def test_forget_rate_follows_the_official_loop():
+    # T_k = 10, τ = 0.2: the first trained epoch already forgets 0.2/9; the full rate is reached at epoch 9
+    rates = forget_schedule(0.2, 12, num_gradual=10, exponent=1.0)
+    np.testing.assert_allclose(rates[:4], [0.2 / 9, 0.4 / 9, 0.6 / 9, 0.8 / 9])
+    np.testing.assert_allclose(rates[8:], 0.2)
+    np.testing.assert_allclose(rates, official_rates(0.2, 13, 10, 1.0))
+    np.testing.assert_allclose(forget_schedule(0.5, 4, num_gradual=3, exponent=2.0), [0.125, 0.25, 0.5, 0.5])
+    np.testing.assert_allclose(forget_schedule(0.5, 4, num_gradual=3, exponent=2.0), official_rates(0.5, 5, 3, 2.0))
+    np.testing.assert_allclose(forget_schedule(0.4, 3, num_gradual=10, exponent=1.0), np.linspace(0, 0.4, 10)[1:4])
+    np.testing.assert_allclose(forget_schedule(0.4, 2, num_gradual=1, exponent=1.0), [0.4, 0.4])  # no ramp
 
 
 def test_each_coteaching_network_learns_from_its_peers_selection():
@@ -68,9 +79,7 @@ def test_each_coteaching_network_learns_from_its_peers_selection():
                   augment=QUIET)
     ctx = dataclasses.replace(ctx, init="scratch")  # the default start: the peer gets its own initialisation
     method = get_method("coteaching")(ctx)
-    assert method.forget_rate == 0.0  # epoch 1 of a one-epoch ramp: linspace(0, τ, 1) = [0], as in the paper's code
-    method.epoch = 2
-    assert method.forget_rate == 0.5
+    assert method.forget_rate == 0.5  # a one-epoch ramp is the official epoch 0 (evaluation only): τ from epoch 1
     idx = torch.arange(40)
     x, y = ctx.splits.x_train[idx], ctx.splits.y_train[idx]
     loss, _ = method.batch_loss(idx)
@@ -104,7 +113,7 @@ def test_coteaching_trains_and_its_rejections_detect_the_noise():
     ctx = context(blobs(), {"method": "coteaching", "coteaching": {"forget_rate": 0.6, "num_gradual": 3}})
     ctx = dataclasses.replace(ctx, init="scratch")
     method, rows = fit(ctx, "coteaching", 8)
-    assert [round(r["forget_rate"], 3) for r in rows[:3]] == [0.0, 0.3, 0.6]
+    assert [round(r["forget_rate"], 3) for r in rows[:3]] == [0.3, 0.6, 0.6]  # linspace(0, .6, 3)[1:], then τ
     assert accuracy(ctx.model, ctx.splits.x_test, ctx.splits.y_test) > 0.7
     scores = method.noise_scores()
     assert scores.shape == (600,) and 0 <= scores.min() and scores.max() <= 1
@@ -184,3 +193,84 @@ def test_methods_that_need_the_warm_up_refuse_a_scratch_start():
     for name in ("dividemix", "ido", "metalabelnet"):
         with pytest.raises(Exception, match=f"stage2.init: method '{name}' supports only base"):
             resolve_init("scratch", get_method(name), name)
+
+
+class Linear2(torch.nn.Module):
+    """logits = x Wᵀ (float32), embedding = x: a network whose outputs are easy to compute by hand."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.tensor(weight))
+
+    def forward(self, x):
+        return x @ self.weight.T, x
+
+
+def test_dividemix_loss_matches_hand_computed_values():
+    """Two labelled samples (clean probabilities 0.9, 0.7 from the peer's division) and two unlabelled ones, three
+    classes, identity views, λ = 0.7: label refinement, co-guessing, sharpening, MixMatch, Lx, λ_u·ramp·Lu and the
+    prior penalty recomputed in float64 numpy."""
+    ctx = context(blobs(n=200), {"method": "dividemix", "dividemix": {"lambda_u": 25.0}}, augment=QUIET)
+    method = get_method("dividemix")(ctx)
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.5]])
+    y = np.array([2, 0])
+    wa, wb = [[1.0, -0.5], [0.2, 0.3], [-0.4, 0.8]], [[0.5, 0.5], [-1.0, 0.0], [0.3, -0.2]]
+    net, peer = Linear2(wa), Linear2(wb)
+    method.nets = method.trainers = (net, peer)
+    xs = torch.zeros(200, 2)
+    xs[:4] = torch.tensor(x, dtype=torch.float32)
+    ys = ctx.splits.y_train.clone()
+    ys[:2] = torch.tensor(y)
+    method.splits = dataclasses.replace(ctx.splits, x_train=xs, y_train=ys, n_classes=3)
+    method.clean_prob = [torch.zeros(200), torch.zeros(200)]
+    method.clean_prob[1][:2] = torch.tensor([0.9, 0.7])  # net 0 trains on net 1's division
+    method.unlabelled[0] = CycledSubset(torch.tensor([2, 3]), method.gen)
+    method.unlabelled[0]._order = torch.tensor([2, 3])  # no reshuffle: the cycle draws nothing
+    method.rng = type("FixedBeta", (), {"beta": lambda self, a, b: 0.3})()  # λ = max(0.3, 0.7)
+    method.epoch, method.steps = 9, 0  # ramp = 8 / 16
+    perm = torch.randperm(8, generator=torch.Generator().set_state(method.gen.get_state())).numpy()
+    loss = method._net_loss(0, torch.tensor([0, 1]))
+
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def sharpen_np(p):
+        p = p ** 2  # T = 0.5
+        return p / p.sum(1, keepdims=True)
+
+    pa, pb = (lambda v: softmax(v @ np.array(wa).T)), (lambda v: softmax(v @ np.array(wb).T))
+    w = np.array([[0.9], [0.7]])
+    targets_x = sharpen_np(w * np.eye(3)[y] + (1 - w) * pa(x[:2]))  # both views are the input itself
+    targets_u = sharpen_np((2 * pa(x[2:]) + 2 * pb(x[2:])) / 4)
+    inputs = np.concatenate([x[:2], x[:2], x[2:], x[2:]])
+    targets = np.concatenate([targets_x, targets_x, targets_u, targets_u])
+    mixed_x, mixed_t = 0.7 * inputs + 0.3 * inputs[perm], 0.7 * targets + 0.3 * targets[perm]
+    probs = softmax(mixed_x @ np.array(wa).T)
+    lx = -(np.log(probs[:4]) * mixed_t[:4]).sum() / 4
+    lu = ((probs[4:] - mixed_t[4:]) ** 2).sum() / (4 * 3)
+    penalty = (np.full(3, 1 / 3) * np.log((1 / 3) / probs.mean(0))).sum()
+    expected = lx + 25.0 * 0.5 * lu + penalty
+    assert abs(loss.item() - expected) < 1e-5, (loss.item(), expected)
+    assert lu > 1e-3 and penalty > 1e-4  # every term contributes
+
+
+def test_dividemix_second_network_is_initialised_and_warmed_up_independently():
+    """As in the official code: net 2 has its own initialisation (a named stream of stage2.seed, not the global RNG)
+    and its own CE warm-up as long as net 1's, so the first two divisions differ; `copy` keeps the old start."""
+    splits = blobs(n=300)
+    ctx = dataclasses.replace(context(splits, {"method": "dividemix"}, base_epochs=2), warmup_epochs=2)
+    torch.manual_seed(123)  # the global RNG must not matter
+    method = get_method("dividemix")(ctx)
+    peer = [p.detach().clone() for p in method.peer.parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(peer, ctx.model.parameters()))
+    assert not torch.equal(method.clean_prob[0], method.clean_prob[1])
+    assert accuracy(method.peer, splits.x_train, splits.y_train) > 0.3  # warmed up on the noisy labels (chance 0.25)
+    again = dataclasses.replace(context(splits, {"method": "dividemix"}, base_epochs=2), warmup_epochs=2)
+    torch.manual_seed(7)
+    assert all(torch.equal(a, b) for a, b in zip(peer, get_method("dividemix")(again).peer.parameters()))
+    cold = dataclasses.replace(context(splits, {"method": "dividemix"}, base_epochs=2), warmup_epochs=0)
+    assert not all(torch.equal(a, b) for a, b in zip(peer, get_method("dividemix")(cold).peer.parameters()))
+    copied = get_method("dividemix")(context(splits, {"method": "dividemix", "dividemix": {"peer_init": "copy"}}))
+    assert all(torch.equal(a, b) for a, b in zip(copied.peer.parameters(), copied.model.parameters()))
+    assert torch.equal(copied.clean_prob[0], copied.clean_prob[1])  # the deviation `independent` removes
