@@ -309,13 +309,13 @@ def _register(client, mlflow, model_uri: str, name: str, model_md5: str, tags: d
                 "champion": _champion(client, name)}
     version = str(mlflow.register_model(model_uri, name, tags={"dvc_md5": model_md5, **tags}).version)
     client.set_registered_model_alias(name, CANDIDATE, version)
-    score = float(tags[SELECTION_METRIC])
+    score = float(tags.get(SELECTION_METRIC, "-inf"))  # absent without a validation split: never beats a scored one
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
         best = float(current.tags.get(SELECTION_METRIC, "-inf"))
     except MlflowException:
         current, best = None, float("-inf")
-    promoted = score > best
+    promoted = current is None or score > best
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     return {"version": version, "new_version": True, "promoted": promoted,
@@ -488,13 +488,16 @@ def _log_run(client, mlflow, root: Path, made_with: Params, found: dict[str, Any
     for extra in (paths.DATA_MANIFEST, paths.NOISE_MANIFEST, paths.EVAL_METRICS, Path("params.yaml"), Path("dvc.lock")):
         mlflow.log_artifact(str(root / extra), "pipeline")
     info = _log_model(mlflow, root)
+    validated = evaluation[SELECTION_METRIC] is not None  # null with data.val_fraction 0 (no validation split)
     version_tags = {
-        SELECTION_METRIC: repr(float(evaluation[SELECTION_METRIC])),
+        **({SELECTION_METRIC: repr(float(evaluation[SELECTION_METRIC]))} if validated else {}),
         "test_acc_selected": repr(float(evaluation["test_acc_selected"])),
         "noise_rate": repr(float(noise["realised_rate"])),
         "noise_convention": noise["convention"],
         "method": evaluation["method"],
-        "validation_status": "clean_val" if made_with.noise.val_labels == "clean" else "noisy_val",
+        "validation_status": ("no_val" if not validated else
+                              "clean_val" if made_with.noise.val_labels == "clean" else "noisy_val"),
+        "selection_rule": str(evaluation.get("selection_rule", "validation")),
     }
     return _register(client, mlflow, info.model_uri, name, outs["stage2"], version_tags)
 

@@ -15,7 +15,7 @@ from tests.conftest import make_workspace, run, write_params
 pytestmark = pytest.mark.slow
 
 
-def test_no_validation_split_selects_label_free_then_last_and_refuses_meta_sets(tmp_path):
+def test_no_validation_split_selects_label_free_then_last_and_refuses_meta_sets(tmp_path, mlflow_db):
     ws = make_workspace(tmp_path / "ws", git=False)
     write_params(ws, data={"val_fraction": 0.0}, stage2={"method": "ce"})
     run(["dvc", "repro"], ws)
@@ -32,6 +32,13 @@ def test_no_validation_split_selects_label_free_then_last_and_refuses_meta_sets(
     with open(ws / "reports/label_issues.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and {row["model_selected_by"] for row in rows} == {"labelfree"}
+    # Tracked and registered without a validation score: the first version is champion, tagged with its rule.
+    run(["lnlflow", "track"], ws)
+    from mlflow import MlflowClient
+
+    version = MlflowClient(mlflow_db).get_model_version_by_alias("lnlflow-digits", "champion")
+    assert version.tags["validation_status"] == "no_val" and version.tags["selection_rule"] == "labelfree"
+    assert "val_acc_clean_selected" not in version.tags
 
     write_params(ws, data={"val_fraction": 0.0}, stage2={"method": "ce", "selection": {"enabled": False}})
     run(["dvc", "repro"], ws)
