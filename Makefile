@@ -68,6 +68,7 @@ prefect-server: install
 	PREFECT_UI_API_URL=$(PREFECT_UI_API) prefect server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
 
 mlflow-ui: install
+	@echo "MLflow UI (model-training view): http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
 
 # Scaling out (README "Scaling out"). Other machines: MLFLOW_TRACKING_URI=http://<host>:5000 and

@@ -34,8 +34,8 @@ def render(root: Path) -> str:
         f"  label-issue report    {paths.LABEL_ISSUES}  (most probably wrong first)",
         f"  plots                 {paths.PLOTS}/",
         "",
-        "  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000",
-        "  Prefect UI:  .venv/bin/prefect server start --host 127.0.0.1   (then: make deploy)",
+        "  MLflow UI:   make mlflow-ui, then http://127.0.0.1:5000/#/experiments?workflowType=machine_learning",
+        "  Prefect UI:  make prefect-server, then make deploy (scheduled runs; http://127.0.0.1:4200)",
     ])
 
 

@@ -68,6 +68,11 @@ def configure(root: Path) -> str:
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
+def mlflow_ui_base(uri: str) -> str:
+    """Where a user opens the UI: the tracking server itself, else LNLFLOW_MLFLOW_UI_URL or `make mlflow-ui`'s."""
+    return uri if is_server(uri) else os.environ.get("LNLFLOW_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+
+
 def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
     """A link into the MLflow UI in model-training mode. MLflow 3.17's UI takes its GenAI/model-training mode from
     the browser (default GenAI) or this URL parameter, not from the experiment's `mlflow.experimentKind` tag."""
@@ -622,5 +627,4 @@ def main(argv: list[str] | None = None) -> None:
         f"track: MLflow run {result['run_id']}; model {verb} version {result['version']} of '{name}'"
         f" (champion: version {result['champion']})"
     )
-    if is_server(result["uri"]):
-        print(f"track: {ui_url(result['uri'], result['experiment_id'], result['run_id'])}")
+    print(f"track: {ui_url(mlflow_ui_base(result['uri']), result['experiment_id'], result['run_id'])}")
