@@ -15,15 +15,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import ScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from components.config import Params, validate_params
+from components.config import Params, load_params, read_yaml, validate_params
 from components.errors import LnlError
 
 
@@ -120,23 +118,16 @@ def apply_overrides(path: Path, overrides: Mapping[str, Any]) -> dict[str, tuple
     `LnlError` naming it, and leaves the file untouched.
     """
     path = Path(path)
-    if not path.is_file():
-        raise LnlError(f"{path}: file not found (run from the project root)")
+    current = load_params(path)  # the file as every stage reads it, with the same errors
     text = path.read_text()
     rt = _yaml(text)
-    try:
-        doc = rt.load(text)
-    except YAMLError as error:
-        raise LnlError(f"{path}: not valid YAML: {error}") from None
-    if doc is None:
-        doc = CommentedMap()
-    current = validate_params(_plain(doc), source=str(path))
+    doc = rt.load(text)
     paths = dict(_leaves(Params))
     unknown = [key for key in overrides if key not in paths]
     if unknown:
         near = difflib.get_close_matches(unknown[0], paths, n=1)
         raise LnlError(f"{path}: unknown parameter '{unknown[0]}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
-    merged = _plain(doc)
+    merged = read_yaml(path)
     for key, value in overrides.items():
         _set(merged, paths[key], _plain(value))
     updated = validate_params(merged, source=f"{path} with overrides")
@@ -148,7 +139,8 @@ def apply_overrides(path: Path, overrides: Mapping[str, Any]) -> dict[str, tuple
     for key in changed:
         _set(doc, paths[key], _plain(overrides[key]), make=CommentedMap)
     new_text = _patch(text, untouched, _dump(rt, doc))
-    if validate_params(yaml.safe_load(new_text), source=str(path)) != updated:  # the text must say what was validated
+    if validate_params(YAML(typ="safe").load(new_text), source=str(path)) != updated:  # the text says what we checked
         raise LnlError(f"{path}: could not write the overrides faithfully; file left unchanged")
-    _write_atomic(path, new_text, path.stat().st_mode & 0o7777)
+    target = path.resolve()  # a symlinked params.yaml stays a link
+    _write_atomic(target, new_text, target.stat().st_mode & 0o7777)
     return changed

@@ -14,9 +14,9 @@ default is params.yaml as it is when deploying; a run applies only the form entr
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import time
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,11 @@ from components.config import load_params
 from components.errors import LnlError
 from components.params_file import flatten_params
 from flows.pipeline import pipeline
+from flows.supervise import quiet_outage_logs, serve_forever
 
 ENTRYPOINT = "flows/pipeline.py:pipeline"
+SERVE_PARAMETERS = "LNLFLOW_SERVE_PARAMETERS"  # the supervisor's deployment defaults, for its serving child
 DESCRIPTION = "lnlflow: data → noise → stage1 → stage2 → evaluate (DVC-cached), tracked in MLflow"
-CHECK_SECONDS = 5.0  # how often the serving process checks that the server still knows the deployment
 
 
 def deployment_parameters(root: Path) -> dict[str, Any]:
@@ -35,13 +36,13 @@ def deployment_parameters(root: Path) -> dict[str, Any]:
     return {"root": str(root.resolve()), "overrides": flatten_params(load_params(root / "params.yaml"))}
 
 
-def build_deployment(root: Path):
+def build_deployment(root: Path, parameters: dict[str, Any] | None = None):
     """The served deployment: the flow, its cron schedule, and params.yaml's values as the form's defaults."""
     schedule = load_params(root / "params.yaml").schedule
     return pipeline.to_deployment(
         name=schedule.deployment,
         cron=schedule.cron,
-        parameters=deployment_parameters(root),
+        parameters=parameters or deployment_parameters(root),
         description=DESCRIPTION,
     )
 
@@ -96,74 +97,12 @@ def deploy_to_pool(root: Path, pool: str) -> str:
     return str(deployment.apply())
 
 
-def _problem(url: str, deployment_id: Any = None) -> str | None:
-    """Why the server cannot serve runs now (unreachable, failing, or it lost the deployment), or None."""
-    import httpx
-
-    path = f"/deployments/{deployment_id}" if deployment_id else "/health"
-    try:
-        response = httpx.get(url + path, timeout=CHECK_SECONDS)
-    except httpx.HTTPError as error:
-        return f"unreachable ({type(error).__name__})"
-    if response.status_code == 404 and deployment_id:
-        return "back without this deployment"
-    return None if response.is_success else f"answering HTTP {response.status_code}"
-
-
-class _QuietOutage(logging.Filter):
-    """Drop Prefect's own tracebacks for a lost connection: the serve loop reports an outage in one line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        import httpx
-
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, (httpx.TransportError, OSError))
-
-
-async def _serve_until_outage(deployment, url: str) -> str:
-    """Register `deployment` and serve it (one run at a time) until the server fails twice in a row."""
-    from prefect.runner import Runner
-
-    runner = Runner(pause_on_shutdown=True, limit=1)
-    deployment_id = await runner.aadd_deployment(deployment)
-    serving = asyncio.create_task(runner.start())
-    failures: list[str] = []
-    while len(failures) < 2:
-        await asyncio.sleep(CHECK_SECONDS)
-        if serving.done():  # the runner gave up on its own
-            return f"stopped polling ({serving.exception() or 'no error'})"
-        problem = await asyncio.to_thread(_problem, url, deployment_id)
-        failures = [*failures, problem] if problem else []
-    runner.pause_on_shutdown = False  # the server cannot take the pause; the deployment stays as it was
-    await runner.astop()
-    await asyncio.gather(serving, return_exceptions=True)
-    return failures[-1]
-
-
-def serve_forever(deployment, url: str) -> None:
-    """Serve `deployment`; on an outage print one line, wait for the server, then register and serve again."""
-    for handler in logging.getLogger("prefect").handlers:
-        handler.addFilter(_QuietOutage())
-    label = f"'{pipeline.name}/{deployment.name}'"
-    print(f"flows.deploy: serving {label} from {Path.cwd()} on {url}, one run at a time (Ctrl-C stops)", flush=True)
-    while True:
-        stopped = ""
-        problem = _problem(url)
-        if problem is None:
-            problem = asyncio.run(_serve_until_outage(deployment, url))
-            stopped = "; serving stopped (with any run in progress)"
-        print(f"flows.deploy: Prefect server at {url} {problem}{stopped}; retrying every {CHECK_SECONDS:g} s",
-              flush=True)
-        while _problem(url):
-            time.sleep(CHECK_SECONDS)
-        print(f"flows.deploy: Prefect server at {url} is back; registering {label} again", flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     """`python -m flows.deploy [--pool NAME]`: serve here, or register with a work pool and return."""
     parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--pool", help="register with this process work pool (run by `prefect worker start --pool "
                                        "NAME`) instead of serving from this process")
+    parser.add_argument("--serve-here", action="store_true", help=argparse.SUPPRESS)  # the supervised child
     args = parser.parse_args(argv)
     root = Path.cwd()
     try:
@@ -173,13 +112,24 @@ def main(argv: list[str] | None = None) -> None:
                   f"({deployment_id}) registered with work pool '{args.pool}'")
             return
         url = _api_url()
-        deployment = build_deployment(root)
+        # A served deployment keeps the defaults it started with when registered again after an outage: a run
+        # created before must compare its form with the same defaults (flows.pipeline.apply_run_overrides).
+        parameters = json.loads(os.environ.get(SERVE_PARAMETERS) or "null") or deployment_parameters(root)
+        deployment = build_deployment(root, parameters)
     except LnlError as error:
         raise SystemExit(f"flows.deploy: error: {error}") from None
-    try:
-        serve_forever(deployment, url)
-    except KeyboardInterrupt:
-        print("flows.deploy: stopped", flush=True)
+    if args.serve_here:
+        from prefect import serve
+
+        quiet_outage_logs()
+        serve(deployment, limit=1, print_starting_message=False)  # one run at a time: DVC locks the workspace
+        return
+    label = f"'{pipeline.name}/{deployment.name}'"
+    print(f"flows.deploy: serving {label} (cron '{deployment.schedules[0].schedule.cron}') from {root}: "
+          f"its runs on {url} execute here, one at a time (Ctrl-C stops)", flush=True)
+    serve_forever(url, label, f"/deployments/name/{pipeline.name}/{deployment.name}",
+                  [sys.executable, "-m", "flows.deploy", "--serve-here"],
+                  {**os.environ, SERVE_PARAMETERS: json.dumps(parameters)})
 
 
 if __name__ == "__main__":

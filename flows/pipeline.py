@@ -78,12 +78,15 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join([line(header), line(tuple("---" for _ in header)), *map(line, rows)])
 
 
-def results_markdown(metrics: dict[str, Any], noise: dict[str, Any], tracked: dict[str, Any], ran: dict[str, bool]) -> str:
+def results_markdown(
+    metrics: dict[str, Any], noise: dict[str, Any], tracked: dict[str, Any], ran: dict[str, bool]
+) -> str:
     """The results table shown as a Prefect artifact."""
     auc = "n/a" if metrics["noise_auc"] is None else f"{metrics['noise_auc']:.4f}"
     rows = [
         ("method", metrics["method"]),
-        ("noise", f"{noise['kind']}, requested {pct(noise['requested_rate'])}, actual {pct(metrics['actual_noise_rate'])}"),
+        ("noise", f"{noise['kind']}, requested {pct(noise['requested_rate'])}, "
+                  f"actual {pct(metrics['actual_noise_rate'])}"),
         ("test accuracy (selected on validation)", pct(metrics["test_acc_selected"])),
         ("test accuracy (last epoch)", pct(metrics["test_acc_last"])),
         ("test accuracy (label-free: lowest-CLID ensemble)", pct(metrics.get("test_acc_labelfree_ensemble"))),

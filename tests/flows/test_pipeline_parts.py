@@ -19,7 +19,8 @@ def test_results_table_has_a_header_and_links_the_mlflow_run(monkeypatch):
     lines = text.splitlines()
     assert lines[2:4] == ["| result | value |", "| --- | --- |"]
     assert "| MLflow run | [abc](http://mlflow.lan:5000/#/experiments/7/runs/abc) (new) |" in lines
-    assert "| stages run (others cached) | stage2 |" in lines and "| flagged labels | `reports/label_issues.csv` |" in lines
+    assert "| stages run (others cached) | stage2 |" in lines
+    assert "| flagged labels | `reports/label_issues.csv` |" in lines
     monkeypatch.delenv("LNLFLOW_MLFLOW_UI_URL")
     old = results_markdown(METRICS, NOISE, {"run_id": "abc", "new_run": False, "uri": "x"}, {})
     assert "| MLflow run | `abc` (already logged) |" in old
@@ -28,7 +29,8 @@ def test_results_table_has_a_header_and_links_the_mlflow_run(monkeypatch):
 def test_tracking_line_says_what_was_logged():
     assert tracking_line({"run_id": "r1", "new_run": True, "version": "3", "new_version": True, "champion": "2"}) == \
         "MLflow run r1 logged; model version 3 registered (champion: 2)"
-    assert tracking_line({"run_id": "r1", "new_run": False}) == "MLflow: this pipeline state is already logged as run r1"
+    assert tracking_line({"run_id": "r1", "new_run": False}) == \
+        "MLflow: this pipeline state is already logged as run r1"
 
 
 def test_direct_call_applies_given_overrides_and_the_artifact_lists_them(tmp_path):

@@ -6,7 +6,10 @@ The tests share one server and one serving process and run in file order (each b
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +42,7 @@ class Journey:
         (self.ws / "params.yaml").chmod(0o640)
         shutil.copy(mlflow_template, tmp / "mlflow.db")
         self.env = environment(PREFECT_HOME=str(tmp / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5", PREFECT_RUNNER_POLL_FREQUENCY="2",
+                               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5", PREFECT_RUNNER_POLL_FREQUENCY="5",
                                MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}")
         self.server = self.serve = None
 
@@ -123,9 +126,23 @@ def journey(tmp_path_factory, mlflow_template):
         wait(lambda: state.ok(f"/deployments/name/{DEPLOYMENT}"), 120, "deployment registered", state.serve_log)
         yield state
     finally:
+        children = children_of(state.serve.pid) if state.serve else []  # the serving child: its own group
         for proc in (state.serve, state.server):
             if proc is not None:
                 stop(proc)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def test_cron_schedule_creates_runs_that_complete(journey):
@@ -166,7 +183,9 @@ def test_serving_survives_a_server_restart(journey):
     journey.start_server()
     wait(lambda: "is back" in journey.serve_log(), 60, "recovery reported", journey.serve_log)
     assert journey.serve.poll() is None
-    again = journey.run(None)
+    before = (journey.ws / "params.yaml").read_text()
+    again = journey.run(None)  # created before the deployment is registered again: the same defaults apply
+    assert (journey.ws / "params.yaml").read_text() == before
     assert journey.stage_states(again["id"]) == {**ALWAYS, **dict.fromkeys(STAGES, "Cached")}
     log = journey.serve_log()
     assert "Traceback" not in log, log[-4000:]
