@@ -406,7 +406,7 @@ class ClidMuParams(Section):
     vri_use_kl: bool = Field(False, description="the official KL term has no gradient path to the classifier")
     vri_kl_weight: float = Field(0.01, ge=0)
     wnet_normalize_weights: bool = True
-    aug: Literal["standard", "strong_all"] = Field("standard", description="strong_all = official strong views")
+    aug: Literal["standard", "strong_all"] = Field("standard", description="strong_all = the official RandAugment view for every image")
 
 
 class MwnetParams(Section):

@@ -64,9 +64,14 @@ class ClidMu(MetaMethod):
                                            seed=stream_seed(seed, "clidmu.meta_batches"), device=ctx.device)
         self.noise_gen = torch_generator(seed, "clidmu.vri_noise", ctx.device)
 
+    @property
+    def _view_name(self) -> str:
+        """`strong_all`: the official RandAugment view for every image (training and meta); else the weak view."""
+        return "randaugment" if self.cfg.aug == "strong_all" else "weak"
+
     def _view(self, x: Tensor) -> Tensor:
         augment = distributed.unsharded(self.ctx.augment)  # meta images are the same on every rank
-        return augment.strong(x) if self.cfg.aug == "strong_all" else augment.weak(x)
+        return getattr(augment, self._view_name)(x)
 
     def _host_loss(self, logits: Tensor, embedding: Tensor, labels: Tensor) -> Tensor:
         if self.cfg.host == "wnet":
@@ -80,7 +85,7 @@ class ClidMu(MetaMethod):
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         dist = self.ctx.dist
-        x, y, mine = self.views(idx, strong=self.cfg.aug == "strong_all")  # the global batch and this rank's rows
+        x, y, mine = self.views(idx, view=self._view_name)  # the global batch and this rank's rows
         x_meta = self._view(self.meta_images[self.meta_batches.next()])
 
         def inner(forward) -> Tensor:

@@ -72,7 +72,7 @@ class MetaMethod(Stage2Method):
                                   clone_buffers=clone_buffers, structure=structure)
         self.steps = 0
 
-    def views(self, idx: Tensor, *, strong: bool = False) -> tuple[Tensor, Tensor, slice]:
+    def views(self, idx: Tensor, *, view: str = "weak") -> tuple[Tensor, Tensor, slice]:
         """The global batch's views and noisy labels, and this rank's rows of them.
 
         Under torchrun every rank runs the meta step on the whole global batch (same seeded views as one
@@ -81,7 +81,7 @@ class MetaMethod(Stage2Method):
         dist = self.ctx.dist
         batch = dist.global_batch(idx)
         augment = distributed.unsharded(self.ctx.augment)
-        x = (augment.strong if strong else augment.weak)(self.splits.x_train[batch])
+        x = getattr(augment, view)(self.splits.x_train[batch])  # an Augmenter view: weak, strong, randaugment
         return x, self.splits.y_train[batch], slice(dist.offset, dist.offset + len(idx))
 
     def inner_lr(self) -> float:

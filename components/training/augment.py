@@ -113,11 +113,18 @@ class Augmenter:
         pixels = (x.clamp(0, 1) * PIXEL_MAX).round().to(torch.uint8)
         return randaugment(pixels, ra.n, ra.m, self.gen, cutout_side=side).to(x.dtype) / PIXEL_MAX
 
+    def randaugment(self, x: Tensor) -> Tensor:
+        """The official CLID-MU/FixMatch strong view (shift, flip, RandAugmentMC, cutout), whatever `augment.strong`
+        says: CLID-MU's `aug: strong_all`. Feature vectors have no such view and get `strong`."""
+        if x.ndim == 4:
+            return self._randaugment(self._flip(self._shift(x)))
+        return self.strong(x)
+
     def strong(self, x: Tensor) -> Tensor:
-        """A harder view for two-view methods (IDO) and CLID-MU's `aug: strong_all`."""
+        """A harder view for two-view methods (IDO): `augment.strong` = basic or randaugment."""
         if x.ndim == 4:
             if self.cfg.strong == "randaugment":
-                return self._randaugment(self._flip(self._shift(x)))
+                return self.randaugment(x)
             return self._noise(self._cutout(self._jitter(self._flip(self._shift(x)))), self.cfg.strong_noise_std)
         keep = (self._rand(*x.shape, device=x.device) >= 0.2).to(x.dtype)
         return self._noise(x * keep, self.cfg.strong_noise_std)

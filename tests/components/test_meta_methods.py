@@ -273,3 +273,19 @@ def test_meta_settings_default_per_method_and_can_be_overridden(stage2, expected
     method = get_method(stage2["method"])(context(blobs(n=200), stage2, base_epochs=1))
     assert (method.scope, method.interval) == expected
     assert method.meta_step.scope == expected[0]
+
+
+def test_clidmu_strong_all_takes_the_official_randaugment_view(monkeypatch):
+    """`clidmu.aug: strong_all` = RandAugment for training and meta images, whatever `augment.strong` is."""
+    from components.training.augment import Augmenter
+
+    calls: list[str] = []
+    for view in ("weak", "strong", "randaugment"):
+        original = getattr(Augmenter, view)
+        monkeypatch.setattr(Augmenter, view, lambda self, x, _o=original, _v=view: calls.append(_v) or _o(self, x))
+    ctx = context(blobs(n=200), {"method": "clidmu", "clidmu": {"meta_set_size": 50, "aug": "strong_all"}},
+                  base_epochs=1, augment={"strong": "basic"})
+    calls.clear()
+    get_method("clidmu")(ctx).batch_loss(torch.arange(32))
+    # training batch, then meta batch; feature vectors have no RandAugment, so it falls back to `strong` inside
+    assert calls == ["randaugment", "strong"] * 2
