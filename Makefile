@@ -106,6 +106,7 @@ benchmark-meta: install
 	python benchmarks/compare_all.py --runs benchmarks/meta_runs.yaml --stage2-epochs 20 --out benchmarks/results/digits_meta_comparison.md
 
 # The MLflow run, curves and registered model, the Prefect flow run and deployment, rendered by headless Chromium
-# (Debian's package) into docs/img/ from real servers on loopback (docs/screenshots.py).
+# (Debian's package, driven by Playwright) into docs/img/ from real servers on loopback (docs/screenshots.py).
 screenshots: install
+	@python -c "import playwright" 2>/dev/null || python -m pip install -qq --disable-pip-version-check playwright==1.65.2
 	python docs/screenshots.py

@@ -504,7 +504,10 @@ def _log_run(client, mlflow, root: Path, made_with: Params, found: dict[str, Any
                               "clean_val" if made_with.noise.val_labels == "clean" else "noisy_val"),
         "selection_rule": str(evaluation.get("selection_rule", "validation")),
     }
-    return _register(client, mlflow, info.model_uri, name, outs["stage2"], version_tags)
+    registry = _register(client, mlflow, info.model_uri, name, outs["stage2"], version_tags)
+    if registry["new_version"]:  # the registry page says how to call it
+        client.update_model_version(name, registry["version"], description=info.metadata["how_to_call"])
+    return registry
 
 
 def _abandon(client, mlflow, name: str, run_id: str, aliases: dict[str, str], status: str) -> None:

@@ -5,7 +5,9 @@ It drives the real servers on loopback, against the project in the current folde
 2. an MLflow UI on the project's mlflow.db;
 3. a Prefect server with its own PREFECT_HOME under .lnlflow/, the served deployment (`python -m flows.deploy`)
    and one run of it, so the flow run page and the deployment's upcoming runs have something to show;
-4. Chromium (Debian's package: `apt-get install chromium`) renders each page to a PNG.
+4. Chromium (Debian's package: `apt-get install chromium`), driven by Playwright (`make screenshots` installs the
+   Python package; it uses the system Chromium, it downloads no browser), renders each page to a PNG after the
+   single-page app has had real time to fetch and draw (MLflow's charts never draw under Chromium's virtual time).
 
 Every server is stopped by its PID at the end, whatever happened.
 """
@@ -20,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,8 +31,8 @@ ROOT = Path.cwd()
 OUT = ROOT / "docs" / "img"
 BIN = Path(sys.executable).parent
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1440,1000",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 
 
@@ -45,10 +46,9 @@ def wait_http(url: str, timeout: float) -> None:
     """Poll `url` until it answers 200, or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
+            if response.status == 200:
+                return
         time.sleep(1)
     raise SystemExit(f"screenshots: error: {url} did not answer within {timeout:.0f} s")
 
@@ -78,17 +78,34 @@ def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def shoot(chromium: str, url: str, name: str, budget_ms: int = 20000) -> Path:
-    """Render `url` into docs/img/<name>.png (the virtual-time budget lets the single-page apps load)."""
-    target = OUT / f"{name}.png"
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-             f"--screenshot={target}", url],
-            check=True, capture_output=True, timeout=120,
-        )
-    print(f"  {target.relative_to(ROOT)}  ←  {url}")
-    return target
+class Camera:
+    """One headless Chromium; `shoot` opens a page, waits, closes MLflow's assistant panel and saves a PNG."""
+
+    def __init__(self, chromium: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._playwright = sync_playwright().start()
+        self._browser = self._playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+
+    def shoot(self, url: str, name: str, wait_ms: int = 12000) -> Path:
+        target = OUT / f"{name}.png"
+        page = self._browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            page.goto(url)
+            page.wait_for_timeout(wait_ms)
+            close = page.locator("button[aria-label='Close']")
+            if close.count():
+                close.first.click()
+                page.wait_for_timeout(1500)
+            page.screenshot(path=str(target))
+        finally:
+            page.close()
+        print(f"  {target.relative_to(ROOT)}  ←  {url}")
+        return target
+
+    def close(self) -> None:
+        self._browser.close()
+        self._playwright.stop()
 
 
 def main() -> None:
@@ -136,13 +153,27 @@ def main() -> None:
             finished = wait_flow_run(prefect_url, flow_run["id"], 900)
             print(f"screenshots: flow run {finished['name']} ended {finished['state']['type']}")
             wait_http(f"{mlflow_url}/health", 180)
-            run_url = f"{mlflow_url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
-            shoot(chromium, run_url, "mlflow_run")
-            shoot(chromium, f"{run_url}/model-metrics", "mlflow_curves")
-            shoot(chromium, f"{mlflow_url}/#/models/{model}/versions/{version}", "mlflow_registered_model")
-            shoot(chromium, f"{prefect_url}/runs/flow-run/{flow_run['id']}", "prefect_flow_run", 30000)
-            shoot(chromium, f"{prefect_url}/deployments/deployment/{deployment['id']}?tab=Upcoming",
-                  "prefect_deployment", 30000)
+            camera = Camera(chromium)
+            try:
+                take(camera, mlflow_url, prefect_url, experiment.experiment_id, run.info.run_id, model, version,
+                     deployment["id"], flow_run["id"])
+            finally:
+                camera.close()
+
+
+def take(camera: Camera, mlflow_url: str, prefect_url: str, experiment_id: str, run_id: str, model: str,
+         version: str, deployment_id: str, flow_run_id: str) -> None:
+    """The pages the README shows."""
+    from components.tracking import ui_url
+
+    run_url = ui_url(mlflow_url, experiment_id, run_id)  # the model-training view
+    page, query = run_url.split("?")
+    camera.shoot(run_url, "mlflow_run")
+    camera.shoot(f"{page}/model-metrics?{query}", "mlflow_curves", 20000)
+    camera.shoot(f"{mlflow_url}/#/models/{model}/versions/{version}?{query}", "mlflow_registered_model")
+    camera.shoot(f"{prefect_url}/runs/flow-run/{flow_run_id}?tab=Task+Runs", "prefect_flow_run")
+    camera.shoot(f"{prefect_url}/deployments/deployment/{deployment_id}?tab=Upcoming", "prefect_deployment")
+    camera.shoot(f"{prefect_url}/deployments/deployment/{deployment_id}/run", "prefect_run_form")
 
 
 def wait_deployment(base: str, name: str, timeout: float) -> dict:
