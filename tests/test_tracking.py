@@ -47,6 +47,7 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     name = params.tracking.model_name
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(client.get_model_version_by_alias(name, "candidate").version) == "1"
+    assert "like load_digits().images" in client.get_model_version(name, "1").description  # how to call it
     assert champion.run_id == first["run_id"] and float(champion.tags["val_acc_clean_selected"]) > 0
 
     from sklearn.datasets import load_digits
