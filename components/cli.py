@@ -11,8 +11,9 @@ COMMANDS = {
     **{name: f"components.stages.{name}" for name in STAGES},
     "track": "components.tracking",
     "summary": "components.summary",
+    "preset": "components.presets",
 }
-TAKES_OPTIONS = ("stage2", "evaluate", "track")  # see `lnlflow stage2 --help`
+TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset")  # see `lnlflow stage2 --help`
 HELP = {
     "inputs": "fingerprint the files params.yaml names, so DVC re-runs what reads them (DVC stage)",
     "data": "materialise the dataset and its split (DVC stage)",
@@ -22,6 +23,7 @@ HELP = {
     "evaluate": "metrics, label-issue report and plots (DVC stage)",
     "track": "log the current pipeline outputs as one MLflow run and register the model (idempotent)",
     "summary": "print the results of the last pipeline run",
+    "preset": "list the paper presets, or write one onto params.yaml (lnlflow preset NAME --root PATH)",
 }
 
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lnlflow", description="Learning with noisy labels: pipeline commands.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        sub.add_parser(name, help=HELP[name])
+        sub.add_parser(name, help=HELP[name], add_help=name != "preset")  # preset's own parser prints its --help
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in TAKES_OPTIONS:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
