@@ -161,7 +161,7 @@ def stage_two(args: argparse.Namespace, device: torch.device) -> list[dict]:
                     raise SystemExit(f"gpu_check: lnlflow stage2 --method {method} failed")
                 peak = torch.cuda.max_memory_allocated(device) / 2**30 if on_gpu else float("nan")
                 results.append({"method": method, "epoch_s": epoch_cost(folder / "log.tsv"), "peak_gib": peak})
-                print(f"[gpu_check] stage2 {method}: {results[-1]['epoch_s']:.2f} s/epoch "
+                print(f"[gpu_check] stage2 {method}: {results[-1]['epoch_s']:.2f} s/epoch, peak {peak:.2f} GiB "
                       f"({time.perf_counter() - started:.0f} s with setup)", flush=True)
                 gc.collect()
         finally:
@@ -194,7 +194,7 @@ def table(args: argparse.Namespace, device: torch.device, ce: list[dict], method
         lines.append(f"| {label} | {r['first_epoch_s']:.2f} | {r['train_s']:.2f} | ≤ 2 s{verdict} | {r['images_per_s']:,.0f} | {gib(r['peak_gib'])} |")
     lines += [
         "",
-        f"## Stage two per method: lnlflow stages, {n_train:,} training images (sym-40 noise), batch {args.batch}, "
+        f"## Stage two per method: lnlflow stages, ≈ {n_train:,} training images (sym-40 noise), batch {args.batch}, "
         f"{args.stage2_epochs} epochs, {'bf16 + channels-last' if device.type == 'cuda' else 'fp32'}, eager; meta methods at interval 1, full scope, CLID-MU on the VRI host; "
         "s / epoch = batch loop + method work, median after epoch 1",
         "",
