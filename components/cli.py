@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lnlflow", description="Learning with noisy labels: pipeline commands.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        sub.add_parser(name, help=HELP[name], add_help=name != "preset")  # preset's own parser prints its --help
+        sub.add_parser(name, help=HELP[name], add_help=name not in TAKES_OPTIONS)  # those print their own --help
     args, rest = parser.parse_known_args(argv)
     if rest and args.command not in TAKES_OPTIONS:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
