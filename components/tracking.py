@@ -15,11 +15,14 @@ import hashlib
 import importlib.util
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -518,6 +521,26 @@ def _abandon(client, mlflow, name: str, run_id: str, aliases: dict[str, str], st
         mlflow.end_run(status)
 
 
+@contextlib.contextmanager
+def _noticing_interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C still raises KeyboardInterrupt, and is also remembered: Python drops one raised inside a `__del__`
+    (dulwich's, while MLflow reads the git commit), so the run checks the flag before it counts as logged."""
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # e.g. a Prefect task thread: no signals here
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def track(root: Path, params: Params) -> dict[str, Any]:
     """Log the pipeline state in `root` as one MLflow run (unless already logged) and register its model.
 
@@ -545,20 +568,23 @@ def track(root: Path, params: Params) -> dict[str, Any]:
                 "new_version": False, "promoted": False, "champion": _champion(client, name)}
 
     aliases = _aliases(client, name)
-    run_id, end = _start(client, mlflow, experiment_id, root, found, digest, outs)
-    try:
-        registry = _log_run(client, mlflow, root, made_with, found, outs, name)
-        client.set_tag(run_id, COMPLETE_TAG, "true")  # the last step: only now is this state logged
-    except KeyboardInterrupt:
-        _abandon(client, mlflow, name, run_id, aliases, "KILLED")
-        raise TrackInterrupted(f"interrupted; MLflow run {run_id} marked KILLED, nothing registered") from None
-    except BaseException as error:
-        _abandon(client, mlflow, name, run_id, aliases, "FAILED")
-        if isinstance(error, (LnlError, OSError, MlflowException)):  # a user's problem: one line, not a traceback
-            raise LnlError(f"{first_line(error)} (MLflow run {run_id} marked FAILED, nothing registered)") from None
-        raise
-    mlflow.end_run()
-    client.set_terminated(run_id, "FINISHED", end_time=end)
+    with _noticing_interrupts() as interrupted:
+        run_id, end = _start(client, mlflow, experiment_id, root, found, digest, outs)
+        try:
+            registry = _log_run(client, mlflow, root, made_with, found, outs, name)
+            if interrupted.is_set():  # a Ctrl-C that Python swallowed somewhere inside
+                raise KeyboardInterrupt
+            client.set_tag(run_id, COMPLETE_TAG, "true")  # the last step: only now is this state logged
+        except KeyboardInterrupt:
+            _abandon(client, mlflow, name, run_id, aliases, "KILLED")
+            raise TrackInterrupted(f"interrupted; MLflow run {run_id} marked KILLED, nothing registered") from None
+        except BaseException as error:
+            _abandon(client, mlflow, name, run_id, aliases, "FAILED")
+            if isinstance(error, (LnlError, OSError, MlflowException)):  # a user's problem: one line, no traceback
+                raise LnlError(f"{first_line(error)} (MLflow run {run_id} marked FAILED, nothing registered)") from None
+            raise
+        mlflow.end_run()
+        client.set_terminated(run_id, "FINISHED", end_time=end)
     return {**base, "run_id": run_id, "new_run": True, **registry}
 
 

@@ -25,7 +25,6 @@ from components.params_file import apply_overrides
 from components.summary import pct
 
 STAGES = ("inputs", "data", "noise", "stage1", "stage2", "evaluate")  # inputs: always run (file fingerprints)
-MLFLOW_UI = "http://127.0.0.1:5000"
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
@@ -66,8 +65,9 @@ def mlflow_run_link(tracked: dict[str, Any]) -> str:
     run_id, experiment = tracked["run_id"], tracked.get("experiment_id")
     if experiment is None:
         return f"`{run_id}`"
-    base = os.environ.get("LNLFLOW_MLFLOW_UI_URL", MLFLOW_UI).rstrip("/")
-    return f"[{run_id}]({base}/#/experiments/{experiment}/runs/{run_id})"
+    from components.tracking import mlflow_ui_base, ui_url
+
+    return f"[{run_id}]({ui_url(mlflow_ui_base(tracked.get('uri', '')), experiment, run_id)})"
 
 
 def markdown_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:

@@ -66,3 +66,19 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     expected = "2" if scores["2"] > scores["1"] else "1"
     assert str(client.get_model_version_by_alias(name, "champion").version) == expected
     assert second["champion"] == expected and second["promoted"] == (expected == "2")
+
+
+def test_a_ctrl_c_that_python_swallows_is_still_noticed():
+    """Python drops a KeyboardInterrupt raised inside `__del__` (dulwich's, during a track); the flag keeps it."""
+    import signal
+
+    from components.tracking import _noticing_interrupts
+
+    class Swallower:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    with _noticing_interrupts() as seen:
+        Swallower()  # the interrupt is raised in __del__: Python prints "Exception ignored" and goes on
+    assert seen.is_set()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back

@@ -18,7 +18,8 @@ def test_results_table_has_a_header_and_links_the_mlflow_run(monkeypatch):
     text = results_markdown(METRICS, NOISE, tracked, {"data": False, "stage2": True})
     lines = text.splitlines()
     assert lines[2:4] == ["| result | value |", "| --- | --- |"]
-    assert "| MLflow run | [abc](http://mlflow.lan:5000/#/experiments/7/runs/abc) (new) |" in lines
+    assert ("| MLflow run | [abc](http://mlflow.lan:5000/#/experiments/7/runs/abc?workflowType=machine_learning) "
+            "(new) |") in lines  # the model-training view
     assert "| stages run (others cached) | stage2 |" in lines
     assert "| flagged labels | `reports/label_issues.csv` |" in lines
     monkeypatch.delenv("LNLFLOW_MLFLOW_UI_URL")
