@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,12 +54,19 @@ def wait_http(url: str, timeout: float) -> None:
     raise SystemExit(f"screenshots: error: {url} did not answer within {timeout:.0f} s")
 
 
-def api(base: str, path: str, body: dict | None = None) -> object:
-    """A JSON call to the Prefect API (POST when `body` is given)."""
+def api(base: str, path: str, body: dict | None = None, patience: float = 120) -> object:
+    """A JSON call to the Prefect API (POST when `body` is given); a busy server's 5xx is retried for `patience` s."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{base}{path}", data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"null")
+    deadline = time.monotonic() + patience
+    while True:
+        request = urllib.request.Request(f"{base}{path}", data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or time.monotonic() > deadline:
+                raise
+        time.sleep(2)
 
 
 @contextlib.contextmanager
@@ -119,19 +127,16 @@ def main() -> None:
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
 
     subprocess.run(["dvc", "repro"], cwd=ROOT, env=env, check=True)
-    subprocess.run(["lnlflow", "track"], cwd=ROOT, env=env, check=True)
-
-    from mlflow import MlflowClient
-
+    os.environ.setdefault("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
     from components.config import load_params
+    from components.tracking import track
 
     params = load_params(ROOT / "params.yaml")
-    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    experiment = client.get_experiment_by_name(params.tracking.experiment)
-    run = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
-                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    tracked = track(ROOT, params)  # this pipeline state's run (logged now, or found)
+    print(f"screenshots: MLflow run {tracked['run_id']}")
+
     model = params.tracking.model_name
-    version = client.get_model_version_by_alias(model, "champion").version
+    version = tracked["version"]
 
     mlflow_port, prefect_port = free_port(), free_port()
     mlflow_url, prefect_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}"
@@ -155,7 +160,7 @@ def main() -> None:
             wait_http(f"{mlflow_url}/health", 180)
             camera = Camera(chromium)
             try:
-                take(camera, mlflow_url, prefect_url, experiment.experiment_id, run.info.run_id, model, version,
+                take(camera, mlflow_url, prefect_url, tracked["experiment_id"], tracked["run_id"], model, version,
                      deployment["id"], flow_run["id"])
             finally:
                 camera.close()
