@@ -68,6 +68,7 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     assert second["champion"] == expected and second["promoted"] == (expected == "2")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt itself
 def test_a_ctrl_c_that_python_swallows_is_still_noticed():
     """Python drops a KeyboardInterrupt raised inside `__del__` (dulwich's, during a track); the flag keeps it."""
     import signal
