@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import importlib.util
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -31,7 +30,7 @@ from urllib.request import url2pathname
 import yaml
 
 from components import paths
-from components.config import METHOD_NAMES, Params, load_params, validate_params
+from components.config import METHOD_NAMES, Params, load_params, read_yaml, validate_params
 from components.errors import LnlError, first_line
 from components.io import read_json, read_tsv
 from components.summary import pct
@@ -44,15 +43,6 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # the U
 PIPELINE_STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
 LOGGED_SECTIONS = ("data", "noise", "model", "augment", "runtime", "stage1", "stage2", "evaluate")  # what made outputs
 META_METHODS = ("metalabelnet", "clidmu", "mwnet")  # the methods that read stage2.meta
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML (YAML 1.1) reads `1e-05` as a string; DVC writes dvc.lock as YAML 1.2, where it is a float."""
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+.0123456789")
-)
 
 
 class TrackInterrupted(KeyboardInterrupt):
@@ -83,12 +73,15 @@ def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
     return f"{page}?workflowType=machine_learning"
 
 
-def _lock_stages(root: Path, loader: type = yaml.SafeLoader) -> dict[str, Any]:
+def _lock_stages(root: Path, *, as_dvc: bool = False) -> dict[str, Any]:
+    """dvc.lock's stage entries. `as_dvc`: parsed as DVC writes it (YAML 1.2, so `1e-05` is a float); otherwise
+    with PyYAML, which the run identity digest has always used (the same text must keep the same digest)."""
     lock_path = root / "dvc.lock"
     if not lock_path.is_file():
         raise LnlError("dvc.lock not found: run `dvc repro` before tracking")
     try:
-        stages = (yaml.load(lock_path.read_text(), Loader=loader) or {}).get("stages", {})
+        lock = read_yaml(lock_path) if as_dvc else yaml.safe_load(lock_path.read_text())
+        stages = (lock or {}).get("stages", {})
     except (yaml.YAMLError, AttributeError) as error:
         raise LnlError(f"{lock_path}: corrupt file ({first_line(error)})") from None
     missing = [s for s in PIPELINE_STAGES if s not in stages]
@@ -108,7 +101,7 @@ def lock_state(root: Path) -> tuple[str, dict[str, str]]:
 def locked_params(root: Path) -> Params:
     """The parameters the outputs were made with: the `params.yaml` values dvc.lock recorded for each stage."""
     merged: dict[str, Any] = {}
-    for entry in _lock_stages(root, _Yaml12Loader).values():
+    for entry in _lock_stages(root, as_dvc=True).values():
         for key, value in (entry.get("params") or {}).get("params.yaml", {}).items():
             *parents, leaf = key.split(".")  # a whole section (`stage2`) or one field (`noise.rate`)
             node = merged
