@@ -49,6 +49,14 @@ def write_params(workspace: Path, *, compare: dict | None = None, **overrides: d
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def copy_shipped_params(folder: Path) -> Path:
+    """A copy of the shipped params.yaml (comments, quoting, compare.runs) in `folder`, mode 640."""
+    path = folder / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    path.chmod(0o640)
+    return path
+
+
 def make_workspace(path: Path, *, git: bool) -> Path:
     """Copy the project's code and pipeline into `path`, write tiny params, and `dvc init` it."""
     path.mkdir(parents=True, exist_ok=True)

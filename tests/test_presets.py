@@ -18,6 +18,7 @@ from components.errors import LnlError
 from components.params_file import flatten_params
 from components.presets import PRESET_DIR, apply_preset, load_preset, preset_names
 from tests.components.test_datasets_fixtures import write_cifar10, write_cifar100
+from tests.conftest import copy_shipped_params
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = preset_names()
@@ -30,10 +31,7 @@ def _comments(text: str) -> list[str]:
 
 @pytest.fixture()
 def params(tmp_path) -> Path:
-    path = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", path)
-    path.chmod(0o640)
-    return path
+    return copy_shipped_params(tmp_path)
 
 
 def test_the_required_settings_are_shipped():

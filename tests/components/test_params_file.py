@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,12 @@ import pytest
 from components.config import Params, load_params
 from components.errors import LnlError
 from components.params_file import apply_overrides, flatten_params
-from tests.conftest import ROOT
+from tests.conftest import copy_shipped_params
 
 
 @pytest.fixture()
 def shipped(tmp_path) -> Path:
-    """A copy of the shipped params.yaml (comments, quoting, compare.runs), mode 640."""
-    path = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", path)
-    path.chmod(0o640)
-    return path
+    return copy_shipped_params(tmp_path)
 
 
 def changed_lines(before: str, after: str) -> list[str]:
