@@ -117,12 +117,17 @@ class DropoutNet(nn.Module):
         return self.head(h), h
 
 
-def train_ce(tmp_path, *, epochs: int, crash_after: int | None = None, every: int = 1, key: str = "k"):
-    """CE with dropout, augmentation and a cosine schedule; raises Crash inside epoch crash_after + 1."""
+def train_ce(tmp_path, *, epochs: int, crash_after: int | None = None, every: int = 1, key: str = "k",
+             recipe=None, grad_clip: float | None = None):
+    """CE with dropout, augmentation and a cosine schedule (or `recipe(model) -> (optimizer, scheduler)`); raises
+    Crash inside epoch crash_after + 1."""
     ctx = context(blobs(n=200), {"method": "ce"}, base_epochs=0)
     model = DropoutNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    if recipe is None:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    else:
+        opt, sched = recipe(model)
     resume = ResumeCheckpoint("ce", key, every=every, parts={"augment": ctx.augment}, root=tmp_path)
 
     def loss(idx):
@@ -137,7 +142,8 @@ def train_ce(tmp_path, *, epochs: int, crash_after: int | None = None, every: in
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         rows = train_epochs(model, ctx.splits, epochs=epochs, batch_size=32, optimizer=opt, scheduler=sched,
-                            batch_loss=loss, after_epoch=after, seed=0, label="ce", checkpointer=resume)
+                            batch_loss=loss, after_epoch=after, seed=0, label="ce", checkpointer=resume,
+                            grad_clip=grad_clip)
     return model, rows, out.getvalue(), resume
 
 

@@ -20,11 +20,10 @@ from components.methods import REGISTRY, get_method
 from components.methods.meta_step import MetaStep
 from components.methods.two_networks import make_peer
 from components.stages.stage2 import check_trusted_split, selected_model, selection_rule
-from components.training.checkpoint import ResumeCheckpoint
 from components.training.loop import TensorSplits, train_epochs
 from components.training.optim import LrSchedule, build_optimizer, build_schedule
 from components.training.state import capture
-from tests.components.test_checkpoint import Crash, DropoutNet, same, untimed
+from tests.components.test_checkpoint import Crash, same, train_ce, untimed
 from tests.components.test_meta_methods import blobs, context
 
 
@@ -157,29 +156,18 @@ def test_the_peer_group_gets_sgd_momentum_and_nesterov():
 
 def train_recipe(root, *, epochs: int, crash_after: int | None = None):
     """SGD + Nesterov, warm-up across epochs 1-2 then multistep, clipping; raises Crash inside epoch crash_after + 1."""
-    ctx = context(blobs(n=200), {"method": "ce"}, base_epochs=0)
     cfg = stage(epochs=epochs, lr=0.05, grad_clip=0.5, optimizer={"name": "sgd", "nesterov": True},
                 schedule={"name": "multistep", "milestones": [3], "warmup_epochs": 2})
-    model = DropoutNet()
-    optimizer = build_optimizer(model.parameters(), cfg)
-    schedule = build_schedule(optimizer, cfg)
-    resume = ResumeCheckpoint("ce", "k", every=1, parts={"augment": ctx.augment}, root=root)
+    built = {}
 
-    def loss(idx):
-        logits, _ = model(ctx.augment.weak(ctx.splits.x_train[idx]))
-        return F.cross_entropy(logits, ctx.splits.y_train[idx]), logits
+    def recipe(model):
+        built["optimizer"] = build_optimizer(model.parameters(), cfg)
+        built["schedule"] = build_schedule(built["optimizer"], cfg)
+        return built["optimizer"], built["schedule"]
 
-    def after(epoch, row):
-        if crash_after is not None and epoch > crash_after:
-            raise Crash
-        return {}
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        rows = train_epochs(model, ctx.splits, epochs=epochs, batch_size=32, optimizer=optimizer, scheduler=schedule,
-                            batch_loss=loss, after_epoch=after, seed=0, label="ce", checkpointer=resume,
-                            grad_clip=cfg.grad_clip)
-    return {"model": capture(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "rows": untimed(rows)}
+    model, rows, _, _ = train_ce(root, epochs=epochs, crash_after=crash_after, recipe=recipe, grad_clip=cfg.grad_clip)
+    return {"model": capture(model), "optimizer": built["optimizer"].state_dict(),
+            "schedule": built["schedule"].state_dict(), "rows": untimed(rows)}
 
 
 def test_recipe_resumes_bit_identically_mid_warmup(tmp_path):
