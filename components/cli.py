@@ -6,7 +6,8 @@ import argparse
 import importlib
 import sys
 
-STAGES = ("inputs", "data", "noise", "stage1", "stage2", "evaluate")
+from components.paths import STAGES
+
 COMMANDS = {
     **{name: f"components.stages.{name}" for name in STAGES},
     "track": "components.tracking",

@@ -3,6 +3,9 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+# dvc.yaml's stages in order; `inputs` runs on every repro (fingerprints of the files params.yaml names)
+STAGES = ("inputs", "data", "noise", "stage1", "stage2", "evaluate")
+
 PREPARED = Path("data/prepared")
 NOISY = Path("data/noisy")
 STAGE1 = Path("outputs/stage1")

@@ -24,7 +24,6 @@ from components.io import read_json
 from components.params_file import apply_overrides
 from components.summary import pct
 
-STAGES = ("inputs", "data", "noise", "stage1", "stage2", "evaluate")  # inputs: always run (file fingerprints)
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
@@ -152,14 +151,14 @@ def pipeline(overrides: dict[str, Any] | None = None, root: str = ".") -> dict[s
     create_markdown_artifact(markdown=params_markdown(changes, text), key="lnlflow-params",
                              description="parameters this run used")
     ran: dict[str, bool] = {}
-    for stage in STAGES:
+    for stage in paths.STAGES:
         state = run_stage(str(base), stage, return_state=True)
         state.result()  # a failed stage stops the flow here
         ran[stage] = state.name == "Ran"
         logger.info(f"{stage}: {'ran' if ran[stage] else 'up to date (skipped by DVC)'}")
     tracked = track_run(str(base))
     metrics = read_json(base / paths.EVAL_METRICS)
-    noise = read_json(base / "data/noisy/manifest.json")
+    noise = read_json(base / paths.NOISE_MANIFEST)
     create_markdown_artifact(
         markdown=results_markdown(metrics, noise, tracked, ran), key="lnlflow-results", description="pipeline results"
     )
