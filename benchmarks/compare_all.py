@@ -29,7 +29,7 @@ SETTINGS = {
 }
 
 
-def workspace(setting: dict, runs: dict, seeds: list[int], stage2_epochs: int | None) -> Path:
+def workspace(setting: dict, runs: dict, seeds: list[int], stage2_epochs: int | None, threads: int) -> Path:
     """A throwaway copy of the project with the setting's noise and the comparison runs in params.yaml."""
     ws = Path(tempfile.mkdtemp(prefix="lnlflow-compare-"))
     for name in ("components", "compare"):
@@ -41,6 +41,7 @@ def workspace(setting: dict, runs: dict, seeds: list[int], stage2_epochs: int | 
     params["compare"] = {"seeds": seeds, "runs": runs}
     if stage2_epochs:
         params["stage2"]["epochs"] = stage2_epochs
+    params["runtime"]["threads"] = threads
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return ws
 
@@ -58,13 +59,16 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--stage2-epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="runtime.threads (0 = torch default; 1 lets two settings run side by side on 2 cores)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     runs = yaml.safe_load(args.runs.read_text())
-    sections = [f"# Method comparison on digits ({dt.date.today()}, torch threads default, 2 CPU cores)", ""]
+    threads = args.threads or "default"
+    sections = [f"# Method comparison on digits ({dt.date.today()}, torch threads {threads}, 2 CPU cores)", ""]
     for name in args.settings:
         start = time.perf_counter()
-        ws = workspace(SETTINGS[name], runs, args.seeds, args.stage2_epochs)
+        ws = workspace(SETTINGS[name], runs, args.seeds, args.stage2_epochs, args.threads)
         try:
             run(["dvc", "init", "-q", "--no-scm"], ws)
             run(["dvc", "repro"], ws)

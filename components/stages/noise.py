@@ -13,6 +13,7 @@ from components.io import atomic_dir, check_writable, read_json, sha256_file, wr
 from components.noise import inject_noise
 from components.noise.real import cifar_n_labels, real_manifest
 from components.stages.common import read_npz, run_stage
+from components.training.streams import stream_seed
 
 
 def _noisify(cfg, y: np.ndarray, X: np.ndarray, n_classes: int, pixel_max: float | None, seed: int):
@@ -68,18 +69,19 @@ def main() -> None:
     n_classes = info["n_classes"]
     if cfg.kind == REAL_NOISE:
         y_noisy, truth, manifest = _real(cfg, data, n_classes)
-        manifest.update(seed=cfg.seed)
         noisy_mask, known = truth == 1, truth >= 0
     else:
         X = read_npz(paths.DATASET_NPZ, ("X",))["X"]  # instance-dependent noise reads the pixels
         y_noisy = y.copy()
-        y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"], cfg.seed)
+        y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"],
+                                            stream_seed(cfg.seed, "noise.train"))
         if cfg.val_labels == "noisy":
-            y_noisy[val], val_manifest = _noisify(cfg, y[val], X[val], n_classes, info["pixel_max"], cfg.seed + 1)
+            y_noisy[val], val_manifest = _noisify(cfg, y[val], X[val], n_classes, info["pixel_max"],
+                                                  stream_seed(cfg.seed, "noise.val"))
             manifest["val_realised_rate"] = val_manifest["realised_rate"]
         noisy_mask, known = y_noisy != y, np.ones(y.size, bool)
-    manifest.update(dataset=info["name"], split="after_split (train only)", source_hash=info["sha256"],
-                    val_labels=cfg.val_labels)
+    manifest.update(seed=cfg.seed, dataset=info["name"], split="after_split (train only)",
+                    source_hash=info["sha256"], val_labels=cfg.val_labels)
     with atomic_dir(paths.NOISY) as out:
         np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=noisy_mask, noise_known=known)
         manifest["labels_sha256"] = sha256_file(out / paths.NOISY_NPZ.name)

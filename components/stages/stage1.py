@@ -19,6 +19,7 @@ from components.training.loop import accuracy, pick_device, train_epochs
 from components.training.optim import build_optimizer, build_schedule
 from components.training.runtime import resolve_runtime
 from components.training.setup import make_augmenter, make_splits, seed_everything
+from components.training.streams import stream_seed
 
 
 class WrongEventRecorder:
@@ -64,11 +65,11 @@ def main() -> None:
     runtime = resolve_runtime(params.runtime, device)
     arrays, y_noisy = load_prepared(), load_noisy()
     info = read_json(paths.DATA_MANIFEST)
-    seed_everything(cfg.seed)
+    seed_everything(stream_seed(cfg.seed, "stage1.global"))  # initialisation; order and views: own streams
     splits = make_splits(arrays, y_noisy, info["n_classes"], device)
     arch = architecture(params.model, tuple(splits.x_train.shape[1:]), info["n_classes"], x_train=splits.x_train)
     model = runtime.prepare(build_model(arch, weights=params.model.weights).to(device))
-    augment = make_augmenter(params.augment, splits, cfg.seed)
+    augment = make_augmenter(params.augment, splits, stream_seed(cfg.seed, "stage1.augment"))
     optimizer = build_optimizer(model.parameters(), cfg)
     trainer = dist.wrap(model)  # DDP (global-batch BatchNorm) under torchrun; `model` itself otherwise
     view = distributed.ShardedAugmenter(augment, dist) if dist.active else augment
@@ -97,7 +98,8 @@ def main() -> None:
                               parts={"augment": augment, "recorder": recorder, "selector": selector, "state": state})
     rows = train_epochs(
         model, splits, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer=optimizer,
-        scheduler=build_schedule(optimizer, cfg), batch_loss=batch_loss, after_epoch=after_epoch, seed=cfg.seed,
+        scheduler=build_schedule(optimizer, cfg), batch_loss=batch_loss, after_epoch=after_epoch,
+        seed=stream_seed(cfg.seed, "stage1.batches"),
         label="stage1", runtime=runtime, checkpointer=resume, dist=dist, grad_clip=cfg.grad_clip,
     )
     if dist.is_main():  # one writer; the other ranks wait for it
