@@ -98,6 +98,8 @@ class DataParams(Section):
     classes: tuple[str, ...] | None = Field(None, description="labels_csv: the class list, in label order; a label "
                                             "or clean value outside it is an error (default: the labels found)")
     food101_root: str | None = Field(None, description="food101n: the Food-101 folder (meta/test.txt, images/)")
+    corrections: str | None = Field(None, description="CSV source_row,label[,trusted] or file,label[,trusted]: "
+                                    "reviewed labels that replace the training labels (README: Reviewing labels)")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="trusted validation split, stratified; 0 = none "
                                 "(all non-test rows train; model selection falls back to label-free or the last epoch)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="ignored by sources with an official test set")

@@ -16,6 +16,7 @@ PLOTS = Path("plots")
 
 DATASET_NPZ = PREPARED / "dataset.npz"
 DATA_MANIFEST = PREPARED / "manifest.json"
+ROWS_CSV = PREPARED / "rows.csv"  # per stored row: split, source row, file (components/data/rows.py)
 NOISY_NPZ = NOISY / "labels.npz"
 NOISE_MANIFEST = NOISY / "manifest.json"
 BASE_MODEL = STAGE1 / "base_model.pt"

@@ -176,8 +176,8 @@ def _check_report(root: Path, rel: Path) -> None:
         raise LnlError(f"{rel}: file not found (run `dvc repro`)") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise LnlError(f"{rel}: unreadable report ({first_line(error)})") from None
-    if "index" not in header or "p_label_wrong" not in header:
-        raise LnlError(f"{rel}: corrupt report (header {','.join(header)[:80]!r} lacks index, p_label_wrong)")
+    if "source_row" not in header or "p_label_wrong" not in header:
+        raise LnlError(f"{rel}: corrupt report (header {','.join(header)[:80]!r} lacks source_row, p_label_wrong)")
 
 
 def read_inputs(root: Path) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def test_full_repro_writes_every_output(repro_workspace):
     assert metrics["test_acc_oracle"] >= metrics["test_acc_selected"] - 1e-5
     assert 0.3 < metrics["actual_noise_rate"] < 0.45
     report = (ws / "reports/label_issues.csv").read_text().splitlines()
-    assert report[0].startswith("index,given_label")
+    assert report[0].startswith("source_row,given_label")  # digits: the position in load_digits()
     probs = [float(line.split(",")[5]) for line in report[1:]]
     assert probs == sorted(probs, reverse=True)
     for png in ("confusion_matrix.png", "learning_curves.png", "stage1_wrong_events.png"):

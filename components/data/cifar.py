@@ -87,10 +87,11 @@ def load_cifar(layout: CifarLayout, cfg) -> Dataset:
     parts = [_read_batch(folder / name, layout.label_key) for name in (*layout.train, layout.test)]
     X = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    test = np.zeros(len(y), dtype=bool)
-    test[len(y) - len(parts[-1][1]):] = True
+    n_test = len(parts[-1][1])
+    test = np.arange(len(y)) >= len(y) - n_test
     files = tuple((str((folder / n).relative_to(root)), sha256_file(folder / n)) for n in _files(layout))
-    return Dataset(layout.name, X, y, classes, 255.0, test=test, root=str(root), files=files)
+    rows = np.concatenate([np.arange(len(y) - n_test), np.arange(n_test)])  # CIFAR training index / test index
+    return Dataset(layout.name, X, y, classes, 255.0, test=test, root=str(root), files=files, source_rows=rows)
 
 
 def load_cifar10_source(cfg) -> Dataset:

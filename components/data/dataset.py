@@ -30,6 +30,8 @@ class Dataset:
     noise_truth: np.ndarray | None = None  # int8: 1 given label wrong, 0 right, -1 unknown (with y_given)
     root: str | None = None  # folder the source was read from
     files: tuple[tuple[str, str], ...] = ()  # (path relative to root, sha256) of every source file read
+    source_rows: np.ndarray | None = None  # per row: its row in the source as read (None = the row itself)
+    row_files: tuple[str, ...] | None = None  # per row: its file under root (file-based sources only)
 
     @property
     def n_classes(self) -> int:
@@ -38,6 +40,12 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return self.X.ndim == 4
+
+    def origin(self) -> tuple[np.ndarray, tuple[str, ...] | None]:
+        """Each row's source row (npz/csv row, position in load_digits(), index within the official training or
+        test files) and, for file-based sources, its path under `root`."""
+        rows = np.arange(self.y.size, dtype=np.int64) if self.source_rows is None else self.source_rows
+        return rows, self.row_files
 
 
 def check_dataset(data: Dataset) -> Dataset:
@@ -73,6 +81,10 @@ def check_dataset(data: Dataset) -> Dataset:
             raise LnlError(f"{where}: the official test set must be a non-empty part of the data")
         if data.trusted is not None and (data.test & data.trusted).any():
             raise LnlError(f"{where}: {int((data.test & data.trusted).sum())} rows are both trusted and in the test set")
+    if data.source_rows is not None and data.source_rows.shape != data.y.shape:
+        raise LnlError(f"{where}: 'source_rows' must have one entry per sample ({data.y.size})")
+    if data.row_files is not None and len(data.row_files) != data.y.size:
+        raise LnlError(f"{where}: 'row_files' must have one entry per sample ({data.y.size})")
     if data.y_given is not None and ((data.y_given < 0) | (data.y_given >= n_classes)).any():
         raise LnlError(f"{where}: given labels outside [0, {n_classes})")
     if (data.y_given is None) != (data.noise_truth is None):

@@ -62,7 +62,8 @@ def load_idx(cfg, name: str, classes: tuple[str, ...]) -> Dataset:
     y = np.concatenate([y_train, y_test]).astype(np.int64)
     test = np.arange(len(y)) >= len(y_train)
     files = tuple((str(p.relative_to(root)), sha256_file(p)) for p in paths)
-    return Dataset(name, X, y, classes, 255.0, test=test, root=str(root), files=files)
+    rows = np.concatenate([np.arange(len(y_train)), np.arange(len(y_test))])  # index within the train / t10k files
+    return Dataset(name, X, y, classes, 255.0, test=test, root=str(root), files=files, source_rows=rows)
 
 
 def load_mnist_source(cfg) -> Dataset:

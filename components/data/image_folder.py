@@ -111,5 +111,5 @@ def load_image_folder_source(cfg) -> Dataset:
     X, digests = decode_images(root, names, cfg.image_size, "data.root")
     return Dataset(
         root.name or "images", X, y, classes, 255.0, trusted=trusted, y_given=y_given, noise_truth=known,
-        root=str(root), files=tuple(zip(names, digests)),
+        root=str(root), files=tuple(zip(names, digests)), row_files=tuple(names),
     )

@@ -74,14 +74,17 @@ def assemble(name: str, cfg, classes: tuple[str, ...], parts: list[Part], lists:
     decoded = [decode_images(p.base, p.names, cfg.image_size, f"{name} {p.role}", mode="RGB") for p in parts]
     roles = np.concatenate([np.full(len(p.names), p.role) for p in parts])
     files = [(str(path.relative_to(root)) if path.is_relative_to(root) else str(path), sha256_file(path)) for path in lists]
+    row_files: list[str] = []
     for part, (_, digests) in zip(parts, decoded):
         prefix = "" if part.base == root else (
             f"{part.base.relative_to(root)}/" if part.base.is_relative_to(root) else f"{part.base.parent.name}/{part.base.name}/"
         )
+        row_files += [prefix + n for n in part.names]
         files += [(prefix + n, d) for n, d in zip(part.names, digests)]
     return Dataset(
         name, np.concatenate([X for X, _ in decoded]), np.concatenate([p.y for p in parts]), classes, 255.0,
         trusted=(roles == "val") if any(p.role == "val" for p in parts) else None, test=roles == "test",
         y_given=np.concatenate([p.y_given for p in parts]), noise_truth=np.concatenate([p.noise_truth for p in parts]),
-        root=str(root), files=tuple(files),
+        root=str(root), files=tuple(files), row_files=tuple(row_files),
+        source_rows=np.concatenate([np.arange(len(p.names)) for p in parts]),  # position in its split's list
     )

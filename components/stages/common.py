@@ -81,6 +81,8 @@ def load_prepared() -> dict[str, np.ndarray]:
     return read_npz(paths.DATASET_NPZ, ("X", "y", "train_idx", "val_idx", "test_idx"))
 
 
-def load_noisy() -> np.ndarray:
-    """The label array the model is trained on (noisy on train, clean or noisy on val, clean on test)."""
-    return read_npz(paths.NOISY_NPZ, ("y_noisy",))["y_noisy"]
+def load_noisy() -> tuple[np.ndarray, np.ndarray]:
+    """The labels the model is trained on (noisy on train, clean or noisy on val, clean on test; reviewed labels
+    replace them where data.corrections says so) and the mask of rows whose label a person verified."""
+    labels = read_npz(paths.NOISY_NPZ, ("y_noisy", "verified"))
+    return labels["y_noisy"], labels["verified"]

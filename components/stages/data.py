@@ -10,6 +10,7 @@ from components.data import load_dataset, stratified_split
 from components.io import atomic_dir, check_writable, sha256_file, write_json
 from components.stages.common import run_stage
 from components.data.record import input_record, source_record
+from components.data.rows import split_codes, write_rows
 
 
 def main() -> None:
@@ -42,12 +43,16 @@ def main() -> None:
             "input": input_record(dataset, cfg.source),
             "split": {name: int(idx.size) for name, idx in split.items()},
             "split_seed": cfg.seed,
+            "rows": f"{paths.ROWS_CSV.name}: per stored row its split, source_row and file (under source_root)",
             "validation_split": "user-trusted rows" if dataset.trusted is not None else "stratified random",
             "test_split": "official test set" if dataset.test is not None else "stratified random",
             "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
             "sha256": sha256_file(out / paths.DATASET_NPZ.name),
             **source_record(dataset),
         }
+        source_row, files = dataset.origin()
+        write_rows(out / paths.ROWS_CSV.name, split=split_codes(dataset.y.size, split), source_row=source_row,
+                   file=files)
         write_json(out / paths.DATA_MANIFEST.name, manifest)
     print(
         f"data: {manifest['name']} — {manifest['n_samples']} samples, {manifest['n_classes']} classes, "

@@ -13,6 +13,7 @@ from components.paths import Stage2Outputs
 from components.config import load_params
 from components.evaluation.metrics import confusion_matrix, detection_metrics, per_class_accuracy
 from components.evaluation.plots import plot_confusion, plot_learning_curves, plot_score_histogram
+from components.data.rows import read_rows
 from components.evaluation.report import write_label_issues
 from components.io import atomic_dir, check_writable, read_json, read_tsv, write_json
 from components.methods.mixtures import ClassWiseBetaMixture
@@ -34,11 +35,25 @@ def stage_one_scores(wrong_events: np.ndarray, labels: np.ndarray, n_classes: in
     return mixture.predict(wrong_events, labels)[1]
 
 
+def correction_counts(noise: dict, labels: dict, tr: np.ndarray, *, threshold: float, p_wrong: np.ndarray) -> dict:
+    """What this review round used (data.corrections) and what is left to review: numbers MLflow logs per run."""
+    used = noise.get("corrections") or {}
+    return {
+        "corrections_rows": used.get("rows", 0),
+        "labels_corrected": int(labels["corrected"].sum()),
+        "verified_rows": int(labels["verified"].sum()),
+        "verified_train_rows": int(labels["verified"][tr].sum()),  # they also join the trusted (validation) set
+        "flagged_labels": int((p_wrong > threshold).sum()),  # unverified training labels above the threshold
+        "noise_rate_after_corrections": used.get("realised_rate_after", noise["realised_rate"]),
+    }
+
+
 def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     """Every metric of one stage-two run (see metrics/eval.json), plus what the report and plots need."""
     # noise_known: injected noise is known everywhere; real noise only where the source gives a clean label
     # (CIFAR-N: all; Clothing1M/Food-101N: a verified subset; ANIMAL-10N, mini-WebVision: none)
-    arrays, labels = load_prepared(), read_npz(paths.NOISY_NPZ, ("y_noisy", "noisy_mask", "noise_known"))
+    arrays = load_prepared()
+    labels = read_npz(paths.NOISY_NPZ, ("y_noisy", "noisy_mask", "noise_known", "verified", "corrected"))
     y_noisy = labels["y_noisy"]
     info, noise = read_json(paths.DATA_MANIFEST), read_json(paths.NOISE_MANIFEST)
     log2, stage2 = read_tsv(outputs.log), read_json(outputs.metrics)
@@ -56,12 +71,13 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     oracle = max(log2, key=lambda r: r["test_acc"])
 
     is_noisy, known = labels["noisy_mask"][tr].astype(bool), labels["noise_known"][tr].astype(bool)
+    verified = labels["verified"][tr]
     wrong = read_npz(paths.DYNAMICS, ("wrong_events",))["wrong_events"].astype(np.int64)
-    p_stage1 = stage_one_scores(wrong, y_noisy[tr], n_classes)
+    p_stage1 = np.where(verified, 0.0, stage_one_scores(wrong, y_noisy[tr], n_classes))  # a person's word is final
     det1 = detection_metrics(is_noisy, p_stage1, threshold=threshold, known=known)
     p_wrong, det2 = p_stage1, None
     if outputs.scores.is_file():
-        p_wrong = read_npz(outputs.scores, ("p_label_wrong",))["p_label_wrong"]
+        p_wrong = np.where(verified, 0.0, read_npz(outputs.scores, ("p_label_wrong",))["p_label_wrong"])
         det2 = detection_metrics(is_noisy, p_wrong, threshold=threshold, known=known)
     labelfree = {}
     if outputs.labelfree.is_file():
@@ -91,6 +107,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         "actual_noise_rate": noise["realised_rate"],
         "requested_noise_rate": noise["requested_rate"],
         "noise_kind": noise["kind"],
+        **correction_counts(noise, labels, tr, threshold=threshold, p_wrong=p_wrong),
         "per_class_acc": dict(zip(classes, np.round(per_class_accuracy(y[te], test_pred, n_classes), 6).tolist())),
         "notes": {
             "test_acc_selected": SELECTION_NOTES[rule] + " (the headline number)",
@@ -99,7 +116,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         },
     }
     probs_train = torch.softmax(predict_logits(selected, X[tr]), 1).numpy()
-    extras = {"tr": tr, "given": y_noisy[tr], "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy, "known": known,
+    extras = {"tr": tr, "given": y_noisy[tr], "verified": verified, "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy, "known": known,
               "classes": classes, "noise": noise, "wrong": wrong, "det1": det1, "log2": log2,
               "confusion": confusion_matrix(y[te], test_pred, n_classes)}
     return {"metrics": metrics, "extras": extras}
@@ -107,11 +124,15 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
 
 def write_report_and_plots(metrics: dict, ex: dict) -> None:
     """The label-issue report and the PNG plots of the pipeline run."""
+    table = read_rows(paths.ROWS_CSV)
+    tr = ex["tr"]
     with atomic_dir(paths.REPORTS) as reports, atomic_dir(paths.PLOTS) as plot_dir:
         write_label_issues(
-            reports / paths.LABEL_ISSUES.name, index=ex["tr"], given=ex["given"], predicted=ex["probs_train"].argmax(1),
-            p_label_wrong=ex["p_wrong"], p_given_model=ex["probs_train"][np.arange(len(ex["tr"])), ex["given"]],
-            classes=ex["classes"], selected_by=metrics["selection_rule"],
+            reports / paths.LABEL_ISSUES.name, source_row=table.source_row[tr],
+            file=[table.file[i] for i in tr] if table.has_files else None, dataset_row=tr,
+            given=ex["given"], predicted=ex["probs_train"].argmax(1),
+            p_label_wrong=ex["p_wrong"], p_given_model=ex["probs_train"][np.arange(len(tr)), ex["given"]],
+            classes=ex["classes"], selected_by=metrics["selection_rule"], verified=ex["verified"],
             known_noisy=np.where(ex["known"], ex["is_noisy"], -1) if ex["noise"]["kind"] != "none" else None,
         )
         plot_confusion(ex["confusion"], ex["classes"], plot_dir / "confusion_matrix.png",

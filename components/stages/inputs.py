@@ -26,7 +26,7 @@ from components.stages.common import run_stage
 # fingerprint file → (the stage that reads it, the params fields naming its files or folders)
 GROUPS: dict[Path, tuple[str, tuple[str, ...]]] = {
     paths.DATA_INPUTS: ("data", ("data.path", "data.root", "data.labels_csv", "data.food101_root")),
-    paths.NOISE_INPUTS: ("noise", ("noise.label_file",)),
+    paths.NOISE_INPUTS: ("noise", ("noise.label_file", "data.corrections")),
     paths.MODEL_INPUTS: ("stage1", ("model.weights",)),
 }
 

@@ -13,6 +13,8 @@ from components.io import atomic_dir, check_writable, read_json, sha256_file, wr
 from components.noise import inject_noise
 from components.noise.real import cifar_n_labels, real_manifest
 from components.stages.common import read_npz, run_stage
+from components.data.rows import read_rows
+from components.review.corrections import read_corrections
 from components.training.streams import stream_seed
 
 
@@ -60,11 +62,20 @@ def _real(cfg, data: dict[str, np.ndarray], n_classes: int) -> tuple[np.ndarray,
     return y_noisy, labelled, manifest
 
 
+def _corrections(path: str | None, info: dict):
+    """The reviewer's corrections (checked against the stored rows and classes), or None."""
+    if path is None:
+        return None
+    return read_corrections(path, classes=info["classes"], table=read_rows(paths.ROWS_CSV))
+
+
 def main() -> None:
-    cfg = load_params().noise
+    params = load_params()
+    cfg = params.noise
     check_writable(folders=[paths.NOISY])
     data = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx"), optional=("y_given", "noise_truth"))  # not X
     info = read_json(paths.DATA_MANIFEST)
+    corrections = _corrections(params.data.corrections, info)  # checked before any noise is drawn
     y, train, val = data["y"], data["train_idx"], data["val_idx"]
     n_classes = info["n_classes"]
     if cfg.kind == REAL_NOISE:
@@ -82,8 +93,19 @@ def main() -> None:
         noisy_mask, known = y_noisy != y, np.ones(y.size, bool)
     manifest.update(seed=cfg.seed, dataset=info["name"], split="after_split (train only)",
                     source_hash=info["sha256"], val_labels=cfg.val_labels)
+    verified = np.zeros(y.size, dtype=bool)
+    changed = np.zeros(y.size, dtype=bool)
+    if corrections is not None:  # a person's label wins over the source's and the noise stage's
+        y_noisy, verified, changed = corrections.apply(y_noisy)
+        noisy_mask = np.where(known, y_noisy != y, noisy_mask)
+        manifest["corrections"] = {
+            "file": Path(params.data.corrections).name, "sha256": sha256_file(params.data.corrections),
+            **corrections.summary(changed),
+            "realised_rate_after": float(noisy_mask[train][known[train]].mean()) if known[train].any() else None,
+        }
     with atomic_dir(paths.NOISY) as out:
-        np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=noisy_mask, noise_known=known)
+        np.savez(out / paths.NOISY_NPZ.name, y_noisy=y_noisy, noisy_mask=noisy_mask, noise_known=known,
+                 verified=verified, corrected=changed)
         manifest["labels_sha256"] = sha256_file(out / paths.NOISY_NPZ.name)
         write_json(out / paths.NOISE_MANIFEST.name, manifest)
     if cfg.kind == REAL_NOISE:
@@ -94,6 +116,10 @@ def main() -> None:
     else:
         print(f"noise: {cfg.kind} requested {cfg.rate:.2f}, realised {manifest['realised_rate']:.4f} "
               f"on {len(train)} training labels (validation labels: {cfg.val_labels})")
+    if corrections is not None:
+        c = manifest["corrections"]
+        print(f"noise: {c['file']}: {c['labels_changed']} labels changed, {c['verified']} verified by a person "
+              f"({c['rows']} rows)")
 
 if __name__ == "__main__":
     raise SystemExit(run_stage("noise", main))

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     dist = distributed.setup(pick_device(params.runtime))  # torchrun: this rank's device and process group
     device = dist.device
     runtime = resolve_runtime(params.runtime, device)
-    arrays, y_noisy = load_prepared(), load_noisy()
+    arrays, (y_noisy, verified) = load_prepared(), load_noisy()
     check_trusted_split(cfg.method, len(arrays["val_idx"]))
     info = read_json(paths.DATA_MANIFEST)
     dynamics = read_npz(paths.DYNAMICS, ("wrong_events", "train_idx"))
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if init == "scratch":  # a fresh network of the same architecture, seeded by stage2.seed
         model = build_model(checkpoint["arch"]).to(device)
     model = runtime.prepare(model)
-    splits = make_splits(arrays, y_noisy, info["n_classes"], device)
+    splits = make_splits(arrays, y_noisy, info["n_classes"], device, verified)
     optimizer = build_optimizer(model.parameters(), cfg)  # a two-network method adds its peer as a second group
     augment = make_augmenter(params.augment, splits, stream_seed(cfg.seed, "stage2.augment"))  # named streams
     ctx = MethodContext(  # under torchrun the method trains the DDP wrapper on views of its shard

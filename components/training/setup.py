@@ -16,14 +16,20 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def make_splits(arrays: dict[str, np.ndarray], y_used: np.ndarray, n_classes: int, device: torch.device) -> TensorSplits:
+def make_splits(arrays: dict[str, np.ndarray], y_used: np.ndarray, n_classes: int, device: torch.device,
+                verified: np.ndarray | None = None) -> TensorSplits:
     """Train on `y_used` (noisy) labels; validate on `y_used` too (clean unless noise.val_labels=noisy); test on clean.
+
+    Training rows a person `verified` (data.corrections) stay in training and also join the trusted set: the
+    validation rows that model selection and the meta methods' meta data use.
 
     uint8 images (N, C, H, W) stay uint8 on the device (4× less memory than float32); the models' input layer
     and the augmenter scale them to [0, 1] batch by batch. Other uint8 arrays become floats in [0, 1] here.
     """
     X, y = arrays["X"], arrays["y"]
     tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
+    if verified is not None:
+        va = np.concatenate([va, tr[verified[tr]]])
     if X.dtype == np.uint8 and X.ndim != 4:
         X = X.astype(np.float32) / PIXEL_MAX
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import torch
 
 
 def stream_seed(seed: int, purpose: str, *, bits: int = 63) -> int:
@@ -23,8 +22,11 @@ def stream_seed(seed: int, purpose: str, *, bits: int = 63) -> int:
     return int(state) & ((1 << bits) - 1)
 
 
-def torch_generator(seed: int, purpose: str, device: str | torch.device = "cpu") -> torch.Generator:
-    """A torch generator (on `device`) for the named stream."""
+def torch_generator(seed: int, purpose: str, device="cpu"):
+    """A torch generator (on `device`) for the named stream (torch is imported here: the noise stage uses
+    `stream_seed` without it)."""
+    import torch
+
     return torch.Generator(device=device).manual_seed(stream_seed(seed, purpose))
 
 

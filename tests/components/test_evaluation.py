@@ -84,16 +84,19 @@ def test_per_class_accuracy_absent_class_is_nan():
 # --- label-issue report ------------------------------------------------------------------------------------
 
 
-def _issues(tmp_path: Path, known_noisy=None) -> list[dict[str, str]]:
+def _issues(tmp_path: Path, known_noisy=None, verified=(0, 0, 0, 0), file=None) -> list[dict[str, str]]:
     path = tmp_path / "reports" / "label_issues.csv"
     write_label_issues(
         path,
-        index=np.array([10, 11, 12, 13]),
+        source_row=np.array([110, 111, 112, 113]),
+        file=file,
+        dataset_row=np.array([10, 11, 12, 13]),
         given=np.array([0, 1, 2, 1]),
         predicted=np.array([1, 1, 0, 2]),
         p_label_wrong=np.array([0.2, 0.9, 0.5, 0.9]),
         p_given_model=np.array([0.3, 0.05, 0.4, 0.1]),
         classes=("cat", "dog", "eel"),
+        verified=np.array(verified, dtype=bool),
         known_noisy=known_noisy,
     )
     with open(path, newline="") as handle:
@@ -102,21 +105,29 @@ def _issues(tmp_path: Path, known_noisy=None) -> list[dict[str, str]]:
 
 def test_label_issues_sorted_descending(tmp_path):
     rows = _issues(tmp_path)
-    assert [r["index"] for r in rows] == ["11", "13", "12", "10"]  # ties (0.9) by index
+    assert [r["source_row"] for r in rows] == ["111", "113", "112", "110"]  # ties (0.9) by stored row
+    assert [r["dataset_row"] for r in rows] == ["11", "13", "12", "10"]
     assert [float(r["p_label_wrong"]) for r in rows] == [0.9, 0.9, 0.5, 0.2]
     first = rows[0]
     assert first["given_label"] == "1" and first["given_class"] == "dog"
     assert first["predicted_label"] == "1" and first["predicted_class"] == "dog"
     assert float(first["model_p_given_label"]) == pytest.approx(0.05)
     assert rows[1]["predicted_class"] == "eel"
-    assert "known_noisy" not in first
+    assert "known_noisy" not in first and "file" not in first and first["verified"] == "0"
 
 
-def test_label_issues_known_noisy_column(tmp_path):
-    rows = _issues(tmp_path, known_noisy=np.array([False, True, False, True]))
-    assert list(rows[0]) == ["index", "given_label", "given_class", "predicted_label", "predicted_class",
-                             "p_label_wrong", "model_p_given_label", "known_noisy"]
-    assert {r["index"]: r["known_noisy"] for r in rows} == {"10": "0", "11": "1", "12": "0", "13": "1"}
+def test_label_issues_known_noisy_and_file_columns(tmp_path):
+    rows = _issues(tmp_path, known_noisy=np.array([False, True, False, True]), file=["a.png", "b.png", "c.png", "d.png"])
+    assert list(rows[0]) == ["source_row", "file", "given_label", "given_class", "predicted_label", "predicted_class",
+                             "p_label_wrong", "model_p_given_label", "verified", "known_noisy", "dataset_row"]
+    assert {r["source_row"]: (r["file"], r["known_noisy"]) for r in rows} == {
+        "110": ("a.png", "0"), "111": ("b.png", "1"), "112": ("c.png", "0"), "113": ("d.png", "1")}
+
+
+def test_verified_rows_come_last_whatever_their_score(tmp_path):
+    rows = _issues(tmp_path, verified=(0, 1, 0, 0))
+    assert [r["source_row"] for r in rows] == ["113", "112", "110", "111"]
+    assert [r["verified"] for r in rows] == ["0", "0", "0", "1"]
 
 
 # --- plots --------------------------------------------------------------------------------------------------

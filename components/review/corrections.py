@@ -1,0 +1,110 @@
+"""`data.corrections`: a reviewer's CSV that fixes training labels and marks labels a person verified.
+
+Header `source_row,label[,trusted]` or `file,label[,trusted]`: `source_row` / `file` name a sample as the label-issue
+report does (components/data/rows.py), `label` is a class name (empty = keep the label), `trusted` 1 = verified by a
+person. A corrected label replaces the label the model trains on, whatever produced it (the source or the noise
+stage); verified rows are never flagged again and join the trusted set (validation / meta data). Every problem is
+one error naming the CSV line, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from components.data.rows import SPLITS, RowTable
+from components.errors import LnlError
+
+KEYS = ("source_row", "file")
+TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes"}, {"0", "false", "no", ""}
+TEST = SPLITS.index("test")
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """Stored rows named by the file, the label each gets (-1 = keep) and whether a person verified it."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+    trusted: np.ndarray
+
+    def apply(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(corrected labels, verified mask, changed mask) over all stored rows; `y` is left as it is."""
+        fixed = y.copy()
+        relabel = self.labels >= 0
+        fixed[self.rows[relabel]] = self.labels[relabel]
+        verified = np.zeros(y.size, dtype=bool)
+        verified[self.rows[self.trusted]] = True
+        return fixed, verified, fixed != y
+
+    def summary(self, changed: np.ndarray) -> dict:
+        return {"rows": int(self.rows.size), "relabelled": int((self.labels >= 0).sum()),
+                "labels_changed": int(changed.sum()), "verified": int(self.trusted.sum())}
+
+
+def _lookup(table: RowTable, key: str) -> tuple[dict, dict]:
+    """key value → stored row among the non-test rows, and → a test row (for the error message)."""
+    values = table.source_row.tolist() if key == "source_row" else list(table.file)
+    usable, test = {}, {}
+    for row, (value, split) in enumerate(zip(values, table.split.tolist())):
+        (test if split == TEST else usable).setdefault(value, row)
+    return usable, test
+
+
+def read_corrections(path: str | Path, *, classes: tuple[str, ...] | list[str], table: RowTable) -> Corrections:
+    """Parse and check the corrections CSV against the stored rows and the class list."""
+    path = Path(path)
+    where = f"data.corrections {path}"
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            lines = [(reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None})
+                     for row in reader]
+    except FileNotFoundError:
+        raise LnlError(f"{where}: file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise LnlError(f"{where}: cannot read ({error})") from None
+    keys = [k for k in KEYS if k in columns]
+    if len(keys) != 1 or "label" not in columns:
+        raise LnlError(f"{where}: the header must be source_row,label[,trusted] or file,label[,trusted] "
+                       f"(got {','.join(columns) or 'nothing'})")
+    unknown = set(columns) - {keys[0], "label", "trusted"}
+    if unknown:
+        raise LnlError(f"{where}: unknown column(s) {', '.join(sorted(unknown))} (columns: {keys[0]},label[,trusted])")
+    key = keys[0]
+    if key == "file" and not table.has_files:
+        raise LnlError(f"{where}: names samples by file, but this data source has no files; use source_row")
+    usable, test = _lookup(table, key)
+    lookup = {name: i for i, name in enumerate(classes)}
+    rows, labels, trusted, first = [], [], [], {}
+    for line, cells in lines:
+        value = cells.get(key, "")
+        if key == "source_row":
+            try:
+                value = int(value)
+            except ValueError:
+                raise LnlError(f"{where} line {line}: source_row must be a whole number, got {cells.get(key)!r}") from None
+        if value in test and value not in usable:
+            raise LnlError(f"{where} line {line}: {key} {value!r} is in the test split; corrections change training "
+                           "labels, the test labels stay the ground truth")
+        if value not in usable:
+            what = (f"a training or validation row of the source (rows {min(usable)}..{max(usable)})"
+                    if key == "source_row" else "a training or validation file under data.root")
+            raise LnlError(f"{where} line {line}: {key} {value!r} is not {what}; see reports/label_issues.csv")
+        if first.setdefault(value, line) != line:
+            raise LnlError(f"{where} lines {first[value]} and {line} both name {key} {value!r} (one row per sample)")
+        label = cells.get("label", "")
+        if label and label not in lookup:
+            shown = ", ".join(list(lookup)[:10]) + (", …" if len(lookup) > 10 else "")
+            raise LnlError(f"{where} line {line}: label {label!r} is not a class ({shown})")
+        word = cells.get("trusted", "").lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise LnlError(f"{where} line {line}: trusted must be 1/0/true/false/yes/no or empty, got {cells['trusted']!r}")
+        rows.append(usable[value])
+        labels.append(lookup[label] if label else -1)
+        trusted.append(word in TRUE_WORDS)
+    return Corrections(np.array(rows, dtype=np.int64), np.array(labels, dtype=np.int64), np.array(trusted, dtype=bool))
