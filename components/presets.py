@@ -43,7 +43,7 @@ class Preset:
     def target(self) -> str:
         """`73.6 ± 1.0 points`, or a dash when the specs quote no number."""
         if self.published is None:
-            return "— (no published number in the specs)"
+            return f"— ({self.tolerance_why})"
         return f"{self.published:.1f} ± {self.tolerance:.1f} points"
 
 

@@ -83,7 +83,7 @@ def test_cli_lists_applies_and_refuses_with_one_line(params, capsys):
     assert cli.main(["preset", "clidmu-cifar10-sym40", "--params", str(params), "--root", "/c"]) == 0
     out = capsys.readouterr().out
     assert "  stage2.method: ido → clidmu\n" in out and "  data.root: null → /c\n" in out
-    assert "  stage2.schedule.t_max: null → 150\n" in out and "target: — (no published number in the specs)" in out
+    assert "  stage2.schedule.t_max: null → 150\n" in out and "target: — (not known yet — the specs quote no number" in out
 
 
 def test_bad_preset_files_name_the_file_and_key(tmp_path):
@@ -94,7 +94,7 @@ def test_bad_preset_files_name_the_file_and_key(tmp_path):
     (tmp_path / "b.yaml").write_text(good.replace("  data.seed: 0", "  data.root: /x"))
     with pytest.raises(LnlError, match=r"b.yaml: overrides: 'data.root' is the user's to set"):
         load_preset("b", tmp_path)
-    (tmp_path / "c.yaml").write_text(good.replace("value: null", "value: 93.0"))
+    (tmp_path / "c.yaml").write_text(good.replace("points: 1.0", "points: null"))
     with pytest.raises(LnlError, match=r"c.yaml: preset.tolerance.points: a published number needs a tolerance"):
         load_preset("c", tmp_path)
 
