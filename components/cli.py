@@ -13,8 +13,9 @@ COMMANDS = {
     "track": "components.tracking",
     "summary": "components.summary",
     "preset": "components.presets",
+    "review": "components.review.cli",
 }
-TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset")  # see `lnlflow stage2 --help`
+TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset", "review")  # see `lnlflow stage2 --help`
 HELP = {
     "inputs": "fingerprint the files params.yaml names, so DVC re-runs what reads them (DVC stage)",
     "data": "materialise the dataset and its split (DVC stage)",
@@ -25,6 +26,7 @@ HELP = {
     "track": "log the current pipeline outputs as one MLflow run and register the model (idempotent)",
     "summary": "print the results of the last pipeline run",
     "preset": "list the paper presets, or write one onto params.yaml (lnlflow preset NAME --root PATH)",
+    "review": "review the flagged labels in Label Studio: export --top K, then import its JSON export as corrections",
 }
 
 
