@@ -33,6 +33,7 @@ STAGE1_METRICS = METRICS / "stage1.json"
 STAGE2_METRICS = METRICS / "stage2.json"
 EVAL_METRICS = METRICS / "eval.json"
 LABEL_ISSUES = REPORTS / "label_issues.csv"
+REVIEW_PAGE = REPORTS / "label_issues.html"  # the same, most doubtful first, with images (components/review/page.py)
 
 INPUTS = Path("data/inputs")  # stage `inputs`: fingerprints of the user's files named in params.yaml
 DATA_INPUTS = INPUTS / "data.json"

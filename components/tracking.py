@@ -66,10 +66,13 @@ def mlflow_ui_base(uri: str) -> str:
     return uri if is_server(uri) else os.environ.get("LNLFLOW_MLFLOW_UI_URL", "http://127.0.0.1:5000")
 
 
-def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
-    """A link into the MLflow UI in model-training mode. MLflow 3.17's UI takes its GenAI/model-training mode from
-    the browser (default GenAI) or this URL parameter, not from the experiment's `mlflow.experimentKind` tag."""
+def ui_url(base: str, experiment_id: str, run_id: str | None = None, artifact: str | Path | None = None) -> str:
+    """A link into the MLflow UI in model-training mode (to a run, or to one of its artifacts, which the UI renders:
+    the review page shows as a page). MLflow 3.17's UI takes its GenAI/model-training mode from the browser
+    (default GenAI) or this URL parameter, not from the experiment's `mlflow.experimentKind` tag."""
     page = f"{base.rstrip('/')}/#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    if run_id and artifact is not None:
+        page += f"/artifacts/{Path(artifact).as_posix()}"
     return f"{page}?workflowType=machine_learning"
 
 
@@ -198,6 +201,8 @@ def read_inputs(root: Path) -> dict[str, Any]:
     if not found["plots"]:
         raise LnlError(f"{paths.PLOTS}/: no plots found (run `dvc repro`)")
     _check_report(root, paths.LABEL_ISSUES)
+    if not (root / paths.REVIEW_PAGE).is_file():
+        raise LnlError(f"{paths.REVIEW_PAGE}: file not found (run `dvc repro`)")
     with _relative(root, paths.MODEL_SELECTED):  # a corrupt model fails here, not inside the run
         load_model_checkpoint(root / paths.MODEL_SELECTED)
     return found
@@ -486,6 +491,7 @@ def _log_run(client, mlflow, root: Path, made_with: Params, found: dict[str, Any
     for png in found["plots"]:
         mlflow.log_artifact(str(png), "plots")
     mlflow.log_artifact(str(root / paths.LABEL_ISSUES), "reports")
+    mlflow.log_artifact(str(root / paths.REVIEW_PAGE), "reports")  # MLflow's artifact view renders the page
     for extra in (paths.DATA_MANIFEST, paths.NOISE_MANIFEST, paths.EVAL_METRICS, Path("params.yaml"), Path("dvc.lock")):
         mlflow.log_artifact(str(root / extra), "pipeline")
     info = _log_model(mlflow, root)

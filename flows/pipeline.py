@@ -59,14 +59,16 @@ def tracking_line(tracked: dict[str, Any]) -> str:
     return line
 
 
-def mlflow_run_link(tracked: dict[str, Any]) -> str:
-    """The run as a markdown link into the MLflow UI (LNLFLOW_MLFLOW_UI_URL), or its id if the experiment is unknown."""
+def mlflow_run_link(tracked: dict[str, Any], artifact: Path | None = None) -> str:
+    """The run (or one of its artifacts) as a markdown link into the MLflow UI (LNLFLOW_MLFLOW_UI_URL), or its id
+    (the artifact's path) if the experiment is unknown."""
     run_id, experiment = tracked["run_id"], tracked.get("experiment_id")
     if experiment is None:
-        return f"`{run_id}`"
+        return f"`{artifact or run_id}`"
     from components.tracking import mlflow_ui_base, ui_url
 
-    return f"[{run_id}]({ui_url(mlflow_ui_base(tracked.get('uri', '')), experiment, run_id)})"
+    url = ui_url(mlflow_ui_base(tracked.get("uri", "")), experiment, run_id, artifact)
+    return f"[{artifact.name if artifact else run_id}]({url})"
 
 
 def markdown_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
@@ -93,7 +95,9 @@ def results_markdown(
         ("noise-detection AUC (stage one)", auc),
         ("stages run (others cached)", ", ".join(s for s, r in ran.items() if r) or "none"),
         ("MLflow run", f"{mlflow_run_link(tracked)} ({'new' if tracked['new_run'] else 'already logged'})"),
-        ("flagged labels", f"`{paths.LABEL_ISSUES}`"),
+        ("flagged labels", f"`{paths.LABEL_ISSUES}`; with images: {mlflow_run_link(tracked, paths.REVIEW_PAGE)}"),
+        ("review round", f"{metrics.get('labels_corrected', 0)} labels corrected, "
+                         f"{metrics.get('verified_rows', 0)} verified (data.corrections)"),
     ]
     return "# lnlflow results\n\n" + markdown_table(("result", "value"), rows)
 

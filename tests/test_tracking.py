@@ -43,7 +43,8 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     assert len(client.get_metric_history(first["run_id"], "stage1/loss")) == params.stage1.epochs
     assert len(client.get_metric_history(first["run_id"], "stage2/loss")) == params.stage2.epochs
     artifacts = {a.path for folder in ("plots", "reports") for a in client.list_artifacts(first["run_id"], folder)}
-    assert {"plots/confusion_matrix.png", "plots/learning_curves.png", "reports/label_issues.csv"} <= artifacts
+    assert {"plots/confusion_matrix.png", "plots/learning_curves.png", "reports/label_issues.csv",
+            "reports/label_issues.html"} <= artifacts
     name = params.tracking.model_name
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(client.get_model_version_by_alias(name, "candidate").version) == "1"

@@ -15,6 +15,7 @@ from components.evaluation.metrics import confusion_matrix, detection_metrics, p
 from components.evaluation.plots import plot_confusion, plot_learning_curves, plot_score_histogram
 from components.data.rows import read_rows
 from components.evaluation.report import write_label_issues
+from components.review.page import write_review_page
 from components.io import atomic_dir, check_writable, read_json, read_tsv, write_json
 from components.methods.mixtures import ClassWiseBetaMixture
 from components.models import load_model_checkpoint
@@ -119,22 +120,47 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     extras = {"tr": tr, "given": y_noisy[tr], "verified": verified, "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy, "known": known,
               "classes": classes, "noise": noise, "wrong": wrong, "det1": det1, "log2": log2,
               "confusion": confusion_matrix(y[te], test_pred, n_classes)}
-    return {"metrics": metrics, "extras": extras}
+    return {"metrics": metrics, "extras": extras, "X": arrays["X"]}
 
 
-def write_report_and_plots(metrics: dict, ex: dict) -> None:
-    """The label-issue report and the PNG plots of the pipeline run."""
+def review_page(path: Path, metrics: dict, ex: dict, X: np.ndarray, order: np.ndarray, report: dict, *,
+                top: int, threshold: float) -> None:
+    """reports/label_issues.html: the `top` most probably wrong unverified labels with their images or features."""
+    classes, given, verified, p = ex["classes"], ex["given"], ex["verified"], ex["p_wrong"]
+    shown = [i for i in order if not verified[i]][:top]
+    known = ex["noise"]["kind"] != "none"
+    rows = [{"source_row": int(report["source_row"][i]), "file": report["file"][i] if report["file"] else "",
+             "given_class": classes[given[i]], "predicted_class": classes[report["predicted"][i]],
+             "p_label_wrong": float(p[i]), "model_p_given_label": float(report["p_given"][i]),
+             "verified": 0, "known_noisy": (int(ex["is_noisy"][i]) if ex["known"][i] else None) if known else None}
+            for i in shown]
+    flagged = (p > threshold) & ~verified
+    picked = np.bincount(given[shown], minlength=len(classes)) if shown else np.zeros(len(classes), int)
+    counts = {name: {"train": int((given == c).sum()), "flagged": int(flagged[given == c].sum()),
+                     "shown": int(picked[c])} for c, name in enumerate(classes)}
+    note = (f"{metrics['method']}: {int(flagged.sum())} of {len(given)} training labels flagged (p > {threshold:g}); "
+            f"{int(verified.sum())} verified by a person. Predictions from the model selected by "
+            f"{metrics['selection_rule']} (epoch {metrics['selected_epoch']}). Fix labels with data.corrections "
+            "or lnlflow review export.")
+    write_review_page(path, rows=rows, samples=X[ex["tr"][np.asarray(shown, dtype=np.int64)]], classes=classes,
+                      class_counts=counts, title="lnlflow — labels most probably wrong", note=note)
+
+
+def write_report_and_plots(metrics: dict, ex: dict, X: np.ndarray, *, top: int, threshold: float) -> None:
+    """The label-issue report (CSV and HTML page) and the PNG plots of the pipeline run."""
     table = read_rows(paths.ROWS_CSV)
     tr = ex["tr"]
+    report = {"source_row": table.source_row[tr], "file": [table.file[i] for i in tr] if table.has_files else None,
+              "predicted": ex["probs_train"].argmax(1), "p_given": ex["probs_train"][np.arange(len(tr)), ex["given"]]}
     with atomic_dir(paths.REPORTS) as reports, atomic_dir(paths.PLOTS) as plot_dir:
-        write_label_issues(
-            reports / paths.LABEL_ISSUES.name, source_row=table.source_row[tr],
-            file=[table.file[i] for i in tr] if table.has_files else None, dataset_row=tr,
-            given=ex["given"], predicted=ex["probs_train"].argmax(1),
-            p_label_wrong=ex["p_wrong"], p_given_model=ex["probs_train"][np.arange(len(tr)), ex["given"]],
-            classes=ex["classes"], selected_by=metrics["selection_rule"], verified=ex["verified"],
+        order = write_label_issues(
+            reports / paths.LABEL_ISSUES.name, source_row=report["source_row"], file=report["file"], dataset_row=tr,
+            given=ex["given"], predicted=report["predicted"], p_label_wrong=ex["p_wrong"],
+            p_given_model=report["p_given"], classes=ex["classes"], selected_by=metrics["selection_rule"],
+            verified=ex["verified"],
             known_noisy=np.where(ex["known"], ex["is_noisy"], -1) if ex["noise"]["kind"] != "none" else None,
         )
+        review_page(reports / paths.REVIEW_PAGE.name, metrics, ex, X, order, report, top=top, threshold=threshold)
         plot_confusion(ex["confusion"], ex["classes"], plot_dir / "confusion_matrix.png",
                        title=f"test confusion — {metrics['method']}, selected epoch {metrics['selected_epoch']}")
         auc = ex["det1"]["auc"]
@@ -153,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate_run(outputs, threshold=params.evaluate.threshold)
     metrics = result["metrics"]
     if not args.run:
-        write_report_and_plots(metrics, result["extras"])
+        write_report_and_plots(metrics, result["extras"], result["X"], top=params.evaluate.review_top,
+                               threshold=params.evaluate.threshold)
     write_json(outputs.eval, metrics)
     auc = metrics["noise_auc"]
     print(

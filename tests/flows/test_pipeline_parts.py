@@ -21,7 +21,8 @@ def test_results_table_has_a_header_and_links_the_mlflow_run(monkeypatch):
     assert ("| MLflow run | [abc](http://mlflow.lan:5000/#/experiments/7/runs/abc?workflowType=machine_learning) "
             "(new) |") in lines  # the model-training view
     assert "| stages run (others cached) | stage2 |" in lines
-    assert "| flagged labels | `reports/label_issues.csv` |" in lines
+    assert any(line.startswith("| flagged labels | `reports/label_issues.csv`; with images: [label_issues.html](")
+               and "/artifacts/reports/label_issues.html?workflowType=machine_learning)" in line for line in lines)
     monkeypatch.delenv("LNLFLOW_MLFLOW_UI_URL")
     old = results_markdown(METRICS, NOISE, {"run_id": "abc", "new_run": False, "uri": "x"}, {})
     assert "| MLflow run | `abc` (already logged) |" in old
