@@ -30,10 +30,11 @@ NOISE_KINDS = (
 )  # synthetic kinds (components.noise generators); `real` (below) reads labels that came with the data
 REAL_NOISE = "real"
 DATA_SOURCES = (
-    "digits", "npz", "csv", "cifar10", "cifar100", "mnist", "fashion_mnist", "image_folder",
+    "digits", "npz", "csv", "npy", "cifar10", "cifar100", "mnist", "fashion_mnist", "image_folder",
     "clothing1m", "mini_webvision", "animal10n", "food101n",
 )
-ROOT_SOURCES = DATA_SOURCES[3:]  # every source read from a folder (data.root)
+PATH_SOURCES = ("npz", "csv", "npy")  # read from data.path (a file; npy: a folder of .npy arrays)
+ROOT_SOURCES = DATA_SOURCES[4:]  # every source read from a folder (data.root)
 DECODED_SOURCES = ("clothing1m", "mini_webvision", "animal10n", "food101n")  # large photo sets: need data.image_size
 METHOD_NAMES = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr", "coteaching", "dividemix")  # keep in step with components.methods.REGISTRY (a test checks this)
 
@@ -110,7 +111,7 @@ class DataParams(Section):
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
         source = self.source
-        if source in ("npz", "csv") and not self.path:
+        if source in PATH_SOURCES and not self.path:
             raise ValueError(f"source '{source}' needs data.path")
         if source in ROOT_SOURCES and not self.root:
             raise ValueError(f"source '{source}' needs data.root (the dataset's folder)")
@@ -118,7 +119,7 @@ class DataParams(Section):
             raise ValueError(f"source '{source}' needs data.image_size (e.g. 32 or 64): its photos are decoded into one array")
         misplaced = [
             name for name, allowed in (
-                ("path", ("npz", "csv")), ("root", ROOT_SOURCES), ("download", ("cifar10", "cifar100")),
+                ("path", PATH_SOURCES), ("root", ROOT_SOURCES), ("download", ("cifar10", "cifar100")),
                 ("image_size", ("image_folder", *DECODED_SOURCES)), ("labels_csv", ("image_folder",)),
                 ("classes", ("image_folder",)),
                 ("food101_root", ("food101n",)),
@@ -265,6 +266,10 @@ class RuntimeParams(Section):
     channels_last: bool = Field(True, description="channels-last memory format for conv models on CUDA")
     compile: bool = Field(False, description="torch.compile the model on CUDA (the meta step stays eager)")
     checkpoint_every: int = Field(1, ge=0, description="write a resume checkpoint every N epochs (0 = off)")
+    data_on_device: Literal["auto", "always", "never"] = Field(
+        "auto", description="always: every split is read into device memory once (fastest); never: batches stream from "
+        "the on-disk store with prefetching (data larger than memory); auto: in memory when it takes at most half of "
+        "the free device memory (GPU) or of the available RAM (CPU)")
 
     @model_validator(mode="after")
     def _check(self) -> RuntimeParams:

@@ -14,7 +14,8 @@ METRICS = Path("metrics")
 REPORTS = Path("reports")
 PLOTS = Path("plots")
 
-DATASET_NPZ = PREPARED / "dataset.npz"
+DATASET_NPZ = PREPARED / "dataset.npz"  # labels and split indices
+STORE = PREPARED / "X"  # the inputs as .npy shards (components/data/store.py)
 DATA_MANIFEST = PREPARED / "manifest.json"
 ROWS_CSV = PREPARED / "rows.csv"  # per stored row: split, source row, file (components/data/rows.py)
 NOISY_NPZ = NOISY / "labels.npz"

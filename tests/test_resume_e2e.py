@@ -1,6 +1,8 @@
 """Crash and resume through the real entry points: `dvc repro` is killed (`kill -9`, the whole process group) in
 the middle of stage one and again in the middle of stage two; each rerun resumes the killed stage from its last
-epoch checkpoint, no half-written output survives, and the results equal those of an uninterrupted run.
+epoch checkpoint, no half-written output survives, and the results equal those of an uninterrupted run. The killed
+workspace streams its batches from the on-disk store (runtime.data_on_device: never) while the reference holds
+the data in memory, so the loader's order and its resume are checked against the in-memory path too.
 
 The kill is made to land mid-training with `LNLFLOW_TEST_EPOCH_DELAY` (components.training.checkpoint.DELAY_ENV):
 every stage sleeps that many seconds after each checkpoint write, which only widens the window between epochs;
@@ -32,9 +34,9 @@ TIMING = {"seconds", "train_seconds", "method_seconds", "seconds_per_epoch", "tr
 SETTINGS = {"stage1": {"epochs": 4}, "stage2": {"epochs": 3}}
 
 
-def workspace(path: Path) -> Path:
+def workspace(path: Path, on_device: str) -> Path:
     ws = make_workspace(path, git=True)
-    write_params(ws, **SETTINGS)
+    write_params(ws, **SETTINGS, runtime={"data_on_device": on_device})
     return ws
 
 
@@ -101,7 +103,7 @@ def same_files(a: Path, b: Path, name: str) -> None:
 
 
 def test_killed_stages_resume_to_the_uninterrupted_result(tmp_path):
-    straight, killed = workspace(tmp_path / "straight"), workspace(tmp_path / "killed")
+    straight, killed = workspace(tmp_path / "straight", "always"), workspace(tmp_path / "killed", "never")
     reference = start_repro(straight, tmp_path / "straight.log", delay=None)
 
     first = start_repro(killed, tmp_path / "first.log", delay=DELAY)

@@ -157,11 +157,13 @@ def _root(tmp_path: Path, dataset, source: str, arch: dict) -> Path:
     import torch
 
     from components.data.record import input_record
+    from components.data.store import write_store
     from components.models import build_model, save_model_checkpoint
 
     root = tmp_path / "root"
     (root / paths.PREPARED).mkdir(parents=True)
-    np.savez(root / paths.DATASET_NPZ, X=dataset.X, y=dataset.y, test_idx=np.arange(4))
+    np.savez(root / paths.DATASET_NPZ, y=dataset.y, test_idx=np.arange(4))
+    write_store(root / paths.STORE, dataset.X)
     write_json(root / paths.DATA_MANIFEST, {"classes": list(dataset.classes), "input_shape": list(dataset.X.shape[1:]),
                                             "input": input_record(dataset, source)})
     torch.manual_seed(0)

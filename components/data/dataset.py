@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from components.data.store import chunked
 from components.errors import LnlError
 
 
@@ -68,7 +69,7 @@ def check_dataset(data: Dataset) -> Dataset:
     if empty.size:
         names = ", ".join(f"{int(c)} ({data.classes[c]})" for c in empty[:5])
         raise LnlError(f"{where}: class {names} has no samples")
-    if data.X.dtype.kind == "f" and not np.isfinite(data.X).all():
+    if data.X.dtype.kind == "f" and not all(np.isfinite(chunk).all() for chunk in chunked(data.X)):
         raise LnlError(f"{where}: features contain NaN or infinite values")
     for field in ("trusted", "test", "y_given", "noise_truth"):
         value = getattr(data, field)

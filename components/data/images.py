@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.data.store import scratch_array
 from components.errors import LnlError
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -60,12 +61,14 @@ def _decode(path: Path, mode: str, size: tuple[int, int] | None) -> tuple[np.nda
 
 
 def decode_images(
-    root: Path, names: list[str], image_size: int | None, where: str, *, mode: str | None = None
+    root: Path, names: list[str], image_size: int | None, where: str, *, mode: str | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """All `names` (relative to `root`) as uint8 (N, C, S, S) and the sha256 of each file (`mode`: force RGB or L).
 
     Every header is read first: a file that is not an image, or (without `image_size`) images of different
-    sizes, stop the run before any pixel is decoded. Images are resized (not cropped) to image_size².
+    sizes, stop the run before any pixel is decoded. Images are resized (not cropped) to image_size². `out` (an
+    array of the right shape, e.g. a slice of a memory map) receives the pixels instead of a new array.
     """
     if not names:
         raise LnlError(f"{where}: no images found under {root}")
@@ -82,7 +85,10 @@ def decode_images(
             raise LnlError(f"{where}: images have different sizes ({examples}); set data.image_size to resize them all to one square size")
         size = (image_size, image_size) if image_size is not None else next(iter(sizes))
         mode = mode or ("L" if all(m in GREY_MODES for m, _ in headers) else "RGB")
-        X = np.empty((len(paths), 1 if mode == "L" else 3, size[1], size[0]), dtype=np.uint8)
+        shape = (len(paths), 1 if mode == "L" else 3, size[1], size[0])
+        X = scratch_array(shape, np.uint8) if out is None else out  # a big set decodes into a memory map
+        if X.shape != shape:
+            raise ValueError(f"decode_images: out has shape {X.shape}, the images need {shape}")
         digests = []
         for i, (pixels, digest) in enumerate(_map_in_batches(pool, lambda p: _decode(p, mode, size), paths)):
             X[i] = pixels

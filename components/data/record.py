@@ -7,14 +7,16 @@ import hashlib
 import numpy as np
 
 from components.data.dataset import Dataset
+from components.data.store import chunked
 
 MAX_LISTED_FILES = 100  # more source files than this are summarised by one digest
 
 
 def array_sha256(array: np.ndarray) -> str:
     """sha256 of an array's dtype, shape and bytes (C order)."""
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(np.ascontiguousarray(array).data)
+    digest = hashlib.sha256(f"{array.dtype.str}{tuple(array.shape)}".encode())
+    for chunk in chunked(array):  # C-order chunks: the same bytes as the whole array, never all in memory
+        digest.update(chunk.data)
     return digest.hexdigest()
 
 
@@ -32,7 +34,8 @@ def input_record(data: Dataset, source: str) -> dict:
     """
     shape = [int(s) for s in data.X.shape[1:]]
     if data.pixel_max is None:  # user floats, stored as they are
-        low, high = (float(data.X.min()), float(data.X.max())) if data.X.size else (0.0, 0.0)
+        parts = [(float(c.min()), float(c.max())) for c in chunked(data.X) if c.size]
+        low, high = (min(p[0] for p in parts), max(p[1] for p in parts)) if parts else (0.0, 0.0)
         return {"kind": source, "dtype": "float", "shape": shape, "range": [low, high], "scale": 1.0, "integer": False}
     scale = float(data.pixel_max)
     record = {"kind": source, "dtype": "uint8" if scale == 255 else "float64", "shape": shape,

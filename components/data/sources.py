@@ -165,6 +165,60 @@ def load_csv_source(cfg) -> Dataset:
     return Dataset(path.stem, X, y, classes, None)
 
 
+def load_npy_source(cfg) -> Dataset:
+    """A folder (data.path) with X.npy and y.npy, optional trusted.npy (bool mask) and classes.npy (names):
+    X is memory-mapped, never read whole, so arrays larger than memory go straight into the data store.
+    X as (N, d), (N, H, W), (N, C, H, W) or (N, H, W, C); uint8 images keep their bytes (pixel_max 255)."""
+    folder = Path(cfg.path)
+    if not folder.is_dir():
+        raise LnlError(f"data.path: source 'npy' expects a folder holding X.npy and y.npy, got {folder}")
+    where = f"data.path {folder}"
+
+    def array(name: str, *, mmap: bool = False, required: bool = True):
+        path = folder / f"{name}.npy"
+        if not path.is_file():
+            if required:
+                raise LnlError(f"{where}: {name}.npy not found (the folder needs X.npy and y.npy)")
+            return None
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise LnlError(f"{where}: {name}.npy is not a readable .npy array ({error})") from None
+
+    X, y_raw = array("X", mmap=True), array("y")
+    classes = array("classes", required=False)
+    trusted = array("trusted", required=False)
+    if X.dtype.kind not in "biuf":
+        raise LnlError(f"{where}: X must be numeric, got dtype {X.dtype}")
+    if X.ndim == 3:
+        X = X[:, None]  # a view: still memory-mapped
+    if X.ndim == 4 and X.shape[-1] in (1, 3) and X.shape[1] not in (1, 3):
+        X = X.transpose(0, 3, 1, 2)  # channel-last: a view, copied chunk by chunk into the store
+    if X.ndim not in (2, 4):
+        raise LnlError(f"{where}: X must be (N, d), (N, H, W) or (N, C, H, W); got shape {X.shape}")
+    pixel_max = 255.0 if X.dtype == np.uint8 else None
+    if X.dtype not in (np.uint8, np.float32):
+        X = AsType(X, np.float32)
+    y, names = encode_labels(np.asarray(y_raw), tuple(str(c) for c in classes) if classes is not None else None,
+                             where, lambda i: f"row {i} (y.npy[{i}])")
+    mask = _trusted_mask(trusted, where) if trusted is not None else None
+    return Dataset(folder.name, X, y, names, pixel_max, mask)
+
+
+class AsType:
+    """An array-like view of `array` as `dtype`, converted slice by slice (never all at once)."""
+
+    def __init__(self, array, dtype):
+        self.array, self.dtype = array, np.dtype(dtype)
+        self.shape, self.ndim = array.shape, array.ndim
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.array[key], dtype=self.dtype)
+
+
 def _benchmark(module: str, loader: str) -> Callable[..., Dataset]:
     """Import a benchmark source's module only when it is used."""
 
@@ -181,6 +235,7 @@ SOURCES: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits_source,
     "npz": load_npz_source,
     "csv": load_csv_source,
+    "npy": load_npy_source,
     "cifar10": _benchmark("cifar", "load_cifar10_source"),
     "cifar100": _benchmark("cifar", "load_cifar100_source"),
     "mnist": _benchmark("idx", "load_mnist_source"),

@@ -9,6 +9,7 @@ import numpy as np
 
 from components.data.dataset import Dataset
 from components.data.images import check_files_exist, decode_images
+from components.data.store import scratch_array
 from components.errors import LnlError
 from components.io import sha256_file
 
@@ -71,7 +72,13 @@ def assemble(name: str, cfg, classes: tuple[str, ...], parts: list[Part], lists:
             raise LnlError(f"data.root: {part.names[i]} has a label outside the {len(classes)} classes")
     for part in parts:
         check_files_exist(part.base, part.names, f"{name} {part.role}")
-    decoded = [decode_images(p.base, p.names, cfg.image_size, f"{name} {p.role}", mode="RGB") for p in parts]
+    size = cfg.image_size
+    X = scratch_array((sum(len(p.names) for p in parts), 3, size, size), np.uint8)  # one array, no concatenation
+    decoded, start = [], 0
+    for p in parts:
+        view = X[start:start + len(p.names)]
+        decoded.append(decode_images(p.base, p.names, size, f"{name} {p.role}", mode="RGB", out=view))
+        start += len(p.names)
     roles = np.concatenate([np.full(len(p.names), p.role) for p in parts])
     files = [(str(path.relative_to(root)) if path.is_relative_to(root) else str(path), sha256_file(path)) for path in lists]
     row_files: list[str] = []
@@ -82,7 +89,7 @@ def assemble(name: str, cfg, classes: tuple[str, ...], parts: list[Part], lists:
         row_files += [prefix + n for n in part.names]
         files += [(prefix + n, d) for n, d in zip(part.names, digests)]
     return Dataset(
-        name, np.concatenate([X for X, _ in decoded]), np.concatenate([p.y for p in parts]), classes, 255.0,
+        name, X, np.concatenate([p.y for p in parts]), classes, 255.0,
         trusted=(roles == "val") if any(p.role == "val" for p in parts) else None, test=roles == "test",
         y_given=np.concatenate([p.y_given for p in parts]), noise_truth=np.concatenate([p.noise_truth for p in parts]),
         root=str(root), files=tuple(files), row_files=tuple(row_files),

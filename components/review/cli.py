@@ -18,8 +18,9 @@ import numpy as np
 
 from components import paths
 from components.data.rows import SPLITS, read_rows
+from components.data.store import ArrayStore
 from components.errors import LnlError
-from components.io import read_json, read_npz_arrays, write_json, write_text
+from components.io import read_json, write_json, write_text
 from components.review.label_studio import (KEYS, chosen_class, corrections_from_export, export_tasks, label_config,
                                             merge_corrections, row_key, sample_kind)
 
@@ -67,7 +68,7 @@ def export(top: int, out: Path) -> None:
     if not picked:
         raise LnlError(f"{paths.LABEL_ISSUES}: every label in it is verified already; nothing to review")
     manifest, table, classes = read_json(paths.DATA_MANIFEST), read_rows(paths.ROWS_CSV), _classes()
-    X = read_npz_arrays(paths.DATASET_NPZ, ("X",), lacking="; run `dvc repro` first")["X"]
+    X = ArrayStore(paths.STORE)
     try:
         rows = np.array([int(r["dataset_row"]) for r in picked], dtype=np.int64)
         origin = np.array([int(r["source_row"]) for r in picked], dtype=np.int64)
@@ -78,7 +79,7 @@ def export(top: int, out: Path) -> None:
         raise LnlError(f"{paths.LABEL_ISSUES} does not match the data in {paths.PREPARED}; run `dvc repro` first")
     selected = picked[0].get("model_selected_by")
     version = f"lnlflow {manifest.get('name', 'model')}" + (f", selected by {selected}" if selected else "")
-    samples = X[rows]
+    samples = X.take(rows)
     try:
         tasks = export_tasks(picked, samples, classes=classes, model_version=version)
     except ValueError as error:

@@ -76,9 +76,13 @@ def read_npz(path: Path, keys: tuple[str, ...], *, optional: tuple[str, ...] = (
     return read_npz_arrays(path, keys, optional=optional, lacking=" (an outdated file? run dvc repro)")
 
 
-def load_prepared() -> dict[str, np.ndarray]:
-    """Prepared dataset: X, y (clean), split indices."""
-    return read_npz(paths.DATASET_NPZ, ("X", "y", "train_idx", "val_idx", "test_idx"))
+def load_prepared() -> dict:
+    """Prepared dataset: y (clean), split indices, and X as the on-disk store (components/data/store.py: index it,
+    `take` rows or `load` it whole)."""
+    from components.data.store import ArrayStore
+
+    arrays = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx", "test_idx"))
+    return {**arrays, "X": ArrayStore(paths.STORE)}
 
 
 def load_noisy() -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ from components.io import atomic_dir, check_writable, sha256_file, write_json
 from components.stages.common import run_stage
 from components.data.record import input_record, source_record
 from components.data.rows import split_codes, write_rows
+from components.data.store import dataset_digest, write_store
 
 
 def main() -> None:
@@ -23,9 +24,9 @@ def main() -> None:
     )
     real = {"y_given": dataset.y_given, "noise_truth": dataset.noise_truth} if dataset.y_given is not None else {}
     with atomic_dir(paths.PREPARED) as out:
+        store = write_store(out / paths.STORE.name, dataset.X)  # X in shards, written chunk by chunk
         np.savez(
             out / paths.DATASET_NPZ.name,
-            X=dataset.X,
             y=dataset.y,
             train_idx=split["train"],
             val_idx=split["val"],
@@ -47,7 +48,9 @@ def main() -> None:
             "validation_split": "user-trusted rows" if dataset.trusted is not None else "stratified random",
             "test_split": "official test set" if dataset.test is not None else "stratified random",
             "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
-            "sha256": sha256_file(out / paths.DATASET_NPZ.name),
+            "sha256": dataset_digest(sha256_file(out / paths.DATASET_NPZ.name), store),
+            "store": {"folder": paths.STORE.name, "shards": len(store["shards"]), "rows_per_shard": store["rows_per_shard"],
+                      "dtype": store["dtype"], "bytes": int(np.prod(store["shape"])) * np.dtype(store["dtype"]).itemsize},
             **source_record(dataset),
         }
         source_row, files = dataset.origin()

@@ -21,6 +21,8 @@ from components.methods.mixtures import ClassWiseBetaMixture
 from components.models import load_model_checkpoint
 from components.stages.common import load_prepared, read_npz, run_stage
 from components.training.loop import predict_logits
+from components.training.streamed import StreamedRows
+from components.models.classifier import PIXEL_MAX
 
 
 SELECTION_NOTES = {  # how stage two chose the selected model (stage2.json selection_rule)
@@ -59,16 +61,20 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     info, noise = read_json(paths.DATA_MANIFEST), read_json(paths.NOISE_MANIFEST)
     log2, stage2 = read_tsv(outputs.log), read_json(outputs.metrics)
     n_classes, classes = info["n_classes"], info["classes"]
-    X, y = torch.from_numpy(arrays["X"]), arrays["y"]
+    store, y = arrays["X"], arrays["y"]
     tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
+
+    def X(idx: np.ndarray) -> StreamedRows:  # read in chunks as predictions go: evaluation never holds all of X
+        scale = PIXEL_MAX if store.dtype == np.uint8 and store.ndim != 4 else None  # as training reads them
+        return StreamedRows(store, idx, torch.device("cpu"), scale=scale)
 
     last, _ = load_model_checkpoint(outputs.model_last)
     selected, selected_ckpt = load_model_checkpoint(outputs.model_selected)
     def acc(model, idx: np.ndarray) -> float | None:  # None on an empty split (data.val_fraction 0)
-        return float((predict_logits(model, X[idx]).argmax(1).numpy() == y[idx]).mean()) if len(idx) else None
+        return float((predict_logits(model, X(idx)).argmax(1).numpy() == y[idx]).mean()) if len(idx) else None
 
     rule = stage2.get("selection_rule", "validation")
-    test_pred = predict_logits(selected, X[te]).argmax(1).numpy()
+    test_pred = predict_logits(selected, X(te)).argmax(1).numpy()
     oracle = max(log2, key=lambda r: r["test_acc"])
 
     is_noisy, known = labels["noisy_mask"][tr].astype(bool), labels["noise_known"][tr].astype(bool)
@@ -116,7 +122,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
             "test_acc_oracle": "best test accuracy over stage-two epochs: chosen on the test set, optimistic, never a headline",
         },
     }
-    probs_train = torch.softmax(predict_logits(selected, X[tr]), 1).numpy()
+    probs_train = torch.softmax(predict_logits(selected, X(tr)), 1).numpy()
     extras = {"tr": tr, "given": y_noisy[tr], "verified": verified, "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy, "known": known,
               "classes": classes, "noise": noise, "wrong": wrong, "det1": det1, "log2": log2,
               "confusion": confusion_matrix(y[te], test_pred, n_classes)}
@@ -142,7 +148,7 @@ def review_page(path: Path, metrics: dict, ex: dict, X: np.ndarray, order: np.nd
             f"{int(verified.sum())} verified by a person. Predictions from the model selected by "
             f"{metrics['selection_rule']} (epoch {metrics['selected_epoch']}). Fix labels with data.corrections "
             "or lnlflow review export.")
-    write_review_page(path, rows=rows, samples=X[ex["tr"][np.asarray(shown, dtype=np.int64)]], classes=classes,
+    write_review_page(path, rows=rows, samples=X.take(ex["tr"][np.asarray(shown, dtype=np.int64)]), classes=classes,
                       class_counts=counts, title="lnlflow — labels most probably wrong", note=note)
 
 

@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     if init == "scratch":  # a fresh network of the same architecture, seeded by stage2.seed
         model = build_model(checkpoint["arch"]).to(device)
     model = runtime.prepare(model)
-    splits = make_splits(arrays, y_noisy, info["n_classes"], device, verified)
+    splits = make_splits(arrays, y_noisy, info["n_classes"], device, verified,
+                         on_device=params.runtime.data_on_device)
     optimizer = build_optimizer(model.parameters(), cfg)  # a two-network method adds its peer as a second group
     augment = make_augmenter(params.augment, splits, stream_seed(cfg.seed, "stage2.augment"))  # named streams
     ctx = MethodContext(  # under torchrun the method trains the DDP wrapper on views of its shard

@@ -159,6 +159,8 @@ def train_epochs(
         first_bad = torch.zeros((), dtype=torch.long, device=device)  # 1-based batch of the first non-finite loss
         bad_loss = torch.zeros((), device=device)
         order = batches(len(data.y_train), batch_size, generator, device)
+        if hasattr(data.x_train, "schedule"):  # streamed rows: read this epoch's batches ahead of the steps
+            data.x_train.schedule([dist.shard(idx) for idx in order])
         for step, idx in enumerate(order):
             if before_batch is not None:
                 before_batch(epoch, step, len(order))

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from components.config import NoiseParams
+from components.data.store import ArrayStore
 from components.errors import LnlError
 from components.noise.real import cifar_n_labels, load_human_labels
 from components.stages import data as data_stage
@@ -94,7 +95,7 @@ def test_cifar_n_through_data_and_noise_stages(tmp_path, monkeypatch, val_labels
     manifest = json.loads(Path("data/noisy/manifest.json").read_text())
     data_info = json.loads(Path("data/prepared/manifest.json").read_text())
     train, val, test = prepared["train_idx"], prepared["val_idx"], prepared["test_idx"]
-    assert prepared["X"].dtype == np.uint8 and data_info["pixel_max"] == 255.0
+    assert ArrayStore("data/prepared/X").dtype == np.uint8 and data_info["pixel_max"] == 255.0
     np.testing.assert_array_equal(test, np.arange(20, 30))
     assert data_info["test_split"] == "official test set" and data_info["official_split"] == {"train": 20, "val": None, "test": 10}
     assert len(data_info["source_files"]) == 7 and data_info["arrays_sha256"]["X"]

@@ -203,6 +203,23 @@ def test_torchrun_two_processes_give_the_single_process_wrong_events(workspace):
                                    rtol=1e-5, equal_nan=True)
 
 
+def test_torchrun_ranks_streaming_their_shards_give_the_in_memory_wrong_events(workspace):
+    """Each rank streams its part of every batch from the store (runtime.data_on_device: never)."""
+    ws = workspace
+    params = (ws / "params.yaml").read_text()
+    run([sys.executable, "-m", "components.stages.stage1"], ws)
+    single = dict(np.load(ws / "outputs/stage1/dynamics.npz"))
+    try:
+        write_params(ws, stage1={"epochs": 2, "batch_size": 128}, stage2={"epochs": 1, "batch_size": 128, "method": "ido"},
+                     runtime={"data_on_device": "never"})
+        run([f"{BIN}/torchrun", "--standalone", "--nproc_per_node", "2", "-m", "components.stages.stage1"], ws)
+    finally:
+        (ws / "params.yaml").write_text(params)
+    both = np.load(ws / "outputs/stage1/dynamics.npz")
+    np.testing.assert_array_equal(both["wrong_events"], single["wrong_events"])
+    np.testing.assert_array_equal(both["predictions"], single["predictions"])
+
+
 DDP_METHODS = ["ido", "elr", "coteaching", "dividemix", "metalabelnet", "clidmu", "mwnet"]
 
 

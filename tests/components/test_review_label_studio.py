@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.data.store import write_store
 from components.errors import LnlError
 from components.review import cli
 from components.review.label_studio import (corrections_from_export, export_tasks, label_config,
@@ -33,7 +34,8 @@ def _project(root: Path) -> None:
     X = (digits.images[source_rows] / 16.0).astype(np.float32)[:, None]
     prepared = root / "data/prepared"
     prepared.mkdir(parents=True)
-    np.savez(prepared / "dataset.npz", X=X, y=digits.target[source_rows])
+    np.savez(prepared / "dataset.npz", y=digits.target[source_rows])
+    write_store(prepared / "X", X)
     (prepared / "manifest.json").write_text(json.dumps({"name": "digits", "classes": CLASSES}))
     splits = ["train"] * 6 + ["test"] * 2
     (prepared / "rows.csv").write_text("row,split,source_row,file\n" + "".join(
