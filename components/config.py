@@ -95,6 +95,9 @@ class DataParams(Section):
     root: str | None = Field(None, description="folder of a benchmark or image source (required for those)")
     download: bool = Field(False, description="cifar10/cifar100: fetch the official archive into root if absent")
     image_size: int | None = Field(None, ge=4, description="decoded images are resized to this square side")
+    keep_encoded: bool = Field(False, description="photo sources: keep the files encoded and decode each batch in "
+                               "worker processes, a seeded random-resized crop of image_size for training, resize + "
+                               "centre crop otherwise (the 224-px recipe); false: decode once into the store")
     labels_csv: str | None = Field(None, description="image_folder: CSV file,label[,trusted][,clean] for a flat folder")
     classes: tuple[str, ...] | None = Field(None, description="labels_csv: the class list, in label order; a label "
                                             "or clean value outside it is an error (default: the labels found)")
@@ -115,12 +118,15 @@ class DataParams(Section):
             raise ValueError(f"source '{source}' needs data.path")
         if source in ROOT_SOURCES and not self.root:
             raise ValueError(f"source '{source}' needs data.root (the dataset's folder)")
+        if self.keep_encoded and self.image_size is None:
+            raise ValueError("data.keep_encoded needs data.image_size: the side of the crops batches are decoded at")
         if source in DECODED_SOURCES and self.image_size is None:
             raise ValueError(f"source '{source}' needs data.image_size (e.g. 32 or 64): its photos are decoded into one array")
         misplaced = [
             name for name, allowed in (
                 ("path", PATH_SOURCES), ("root", ROOT_SOURCES), ("download", ("cifar10", "cifar100")),
-                ("image_size", ("image_folder", *DECODED_SOURCES)), ("labels_csv", ("image_folder",)),
+                ("image_size", ("image_folder", *DECODED_SOURCES)), ("keep_encoded", ("image_folder", *DECODED_SOURCES)),
+                ("labels_csv", ("image_folder",)),
                 ("classes", ("image_folder",)),
                 ("food101_root", ("food101n",)),
             )

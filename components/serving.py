@@ -204,10 +204,10 @@ def log_model(mlflow, root: Path):
     manifest = read_json(root / paths.DATA_MANIFEST)
     spec = InputSpec.from_manifest(manifest)
     columns = output_columns([str(c) for c in manifest["classes"]])
-    from components.data.store import ArrayStore
+    from components.data.encoded import open_store
 
     with np.load(root / paths.DATASET_NPZ) as arrays:
-        example = spec.raw(ArrayStore(root / paths.STORE).take(arrays["test_idx"][:2]))
+        example = spec.raw(open_store(root / paths.STORE).take(arrays["test_idx"][:2]))
     outputs = Schema([ColSpec("string", "label"), *(ColSpec("double", c) for c in columns[1:])])
     return mlflow.pyfunc.log_model(
         name="model",

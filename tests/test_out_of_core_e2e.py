@@ -84,3 +84,39 @@ def test_cifar_shaped_dividemix_streams_to_the_same_run(tmp_path, monkeypatch):
     assert_same(runs["always"], runs["never"])
     with np.load(runs["never"] / "outputs/stage2/scores.npz") as scores:  # the division's per-sample scores
         assert scores["p_label_wrong"].shape == (140,)  # 160 training images less 20 for validation (stratified)
+
+
+def test_photos_kept_encoded_train_on_seeded_crops_decoded_per_batch(tmp_path, monkeypatch):
+    """data.keep_encoded: nothing is decoded into the store; two runs of the same seed train on the same crops."""
+    from PIL import Image
+
+    from components.errors import LnlError
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["ant", "bee", "cat"]):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for j in range(20):
+            w, h = int(rng.integers(24, 64)), int(rng.integers(24, 64))
+            pixels = np.clip(rng.normal(80 * c + 40, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{j}.jpg")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+    set_params(ws / "params.yaml", data={"source": "image_folder", "root": str(tmp_path / "photos"), "image_size": 16,
+                                         "keep_encoded": True},
+               model={"width": 4}, augment={"crop_padding": 0, "flip": True}, stage1={"epochs": 2},
+               stage2={"method": "ce", "epochs": 1}, runtime={"checkpoint_every": 0})
+    monkeypatch.chdir(ws)
+    stages(["inputs", "data", "noise"])
+    store = yaml.safe_load((ws / "data/prepared/X/store.json").read_text())
+    assert store["kind"] == "encoded" and len(store["files"]) == 60 and not list((ws / "data/prepared/X").glob("*.npy"))
+    runs = []
+    for attempt in range(2):
+        stages(["stage1", "stage2", "evaluate"])
+        runs.append(ws / f"run-{attempt}")
+        for part in ("outputs", "metrics", "reports"):
+            shutil.copytree(ws / part, runs[-1] / part)
+    assert_same(runs[0], runs[1])
+    set_params(ws / "params.yaml", runtime={"data_on_device": "always"})
+    with pytest.raises(LnlError, match="always cannot hold photos kept encoded"):
+        stages(["stage1"])

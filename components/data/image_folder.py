@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from components.data.dataset import Dataset
-from components.data.images import IMAGE_SUFFIXES, decode_images
+from components.data.images import IMAGE_SUFFIXES, decode_images, encoded_images
 from components.data.sources import encode_labels
 from components.errors import LnlError
 
@@ -108,7 +108,10 @@ def load_image_folder_source(cfg) -> Dataset:
         names, y, classes, trusted, y_given, known = _csv_labels(cfg, root)
     else:
         names, y, classes = _class_folders(root)
-    X, digests = decode_images(root, names, cfg.image_size, "data.root")
+    if cfg.keep_encoded:
+        X, digests = encoded_images(root, names, cfg.image_size, "data.root")
+    else:
+        X, digests = decode_images(root, names, cfg.image_size, "data.root")
     return Dataset(
         root.name or "images", X, y, classes, 255.0, trusted=trusted, y_given=y_given, noise_truth=known,
         root=str(root), files=tuple(zip(names, digests)), row_files=tuple(names),

@@ -13,6 +13,7 @@ import numpy as np
 
 from components.data.store import scratch_array
 from components.errors import LnlError
+from components.io import sha256_file
 
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -58,6 +59,25 @@ def _decode(path: Path, mode: str, size: tuple[int, int] | None) -> tuple[np.nda
     except (OSError, ValueError, SyntaxError) as error:
         raise LnlError(f"{path}: the image does not decode ({error})") from None
     return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)), hashlib.sha256(raw).hexdigest()
+
+
+def encoded_images(root: Path, names: list[str], image_size: int, where: str, *, mode: str | None = None):
+    """The files kept encoded (data.keep_encoded): every header read (a file that is not an image stops the run)
+    and every file hashed, nothing decoded; returns (EncodedImages, per-file sha256)."""
+    from components.data.encoded import EncodedImages
+
+    if not names:
+        raise LnlError(f"{where}: no images found under {root}")
+    check_files_exist(root, names, where)
+    paths = [root / n for n in names]
+    with ThreadPoolExecutor(_workers()) as pool:
+        headers = list(_map_in_batches(pool, _header, paths))
+        digests = list(_map_in_batches(pool, sha256_file, paths))
+    mode = mode or ("L" if all(m in GREY_MODES for m, _ in headers) else "RGB")
+    digest = hashlib.sha256("".join(digests).encode()).hexdigest()
+    images = EncodedImages([str(p.resolve()) for p in paths], size=image_size, channels=1 if mode == "L" else 3,
+                           digest=digest)
+    return images, digests
 
 
 def decode_images(

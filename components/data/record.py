@@ -13,7 +13,9 @@ MAX_LISTED_FILES = 100  # more source files than this are summarised by one dige
 
 
 def array_sha256(array: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes (C order)."""
+    """sha256 of an array's dtype, shape and bytes (C order); of the files' contents for photos kept encoded."""
+    if hasattr(array, "paths"):  # EncodedImages: nothing decoded, the files' digest stands for the pixels
+        return array.digest
     digest = hashlib.sha256(f"{array.dtype.str}{tuple(array.shape)}".encode())
     for chunk in chunked(array):  # C-order chunks: the same bytes as the whole array, never all in memory
         digest.update(chunk.data)

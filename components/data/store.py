@@ -65,8 +65,20 @@ def write_store(folder: Path, X: Any, *, shard_bytes: int = SHARD_BYTES) -> dict
 
 
 def dataset_digest(labels_sha256: str, store: dict) -> str:
-    """The prepared dataset's identity: dataset.npz's sha256 and every shard's, in order."""
-    return hashlib.sha256((labels_sha256 + "".join(s["sha256"] for s in store["shards"])).encode()).hexdigest()
+    """The prepared dataset's identity: dataset.npz's sha256 and every shard's, in order (an encoded store: its
+    files' digest and crop side)."""
+    parts = [s["sha256"] for s in store["shards"]] if "shards" in store else [store["files_sha256"], str(store["size"])]
+    return hashlib.sha256((labels_sha256 + "".join(parts)).encode()).hexdigest()
+
+
+def store_summary(store: dict) -> dict:
+    """The data manifest's account of the store."""
+    nbytes = int(np.prod(store["shape"], dtype=np.int64)) * np.dtype(store["dtype"]).itemsize
+    if store.get("kind") == "encoded":
+        return {"folder": "X", "kind": "encoded", "files": len(store["files"]), "crop_size": store["size"],
+                "decoded_bytes": nbytes}
+    return {"folder": "X", "kind": "shards", "shards": len(store["shards"]), "rows_per_shard": store["rows_per_shard"],
+            "dtype": store["dtype"], "bytes": nbytes}
 
 
 def _file_sha256(path: Path) -> str:

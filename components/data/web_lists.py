@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from components.data.dataset import Dataset
-from components.data.images import check_files_exist, decode_images
+from components.data.encoded import EncodedImages
+from components.data.images import check_files_exist, decode_images, encoded_images
 from components.data.store import scratch_array
 from components.errors import LnlError
 from components.io import sha256_file
@@ -73,12 +75,18 @@ def assemble(name: str, cfg, classes: tuple[str, ...], parts: list[Part], lists:
     for part in parts:
         check_files_exist(part.base, part.names, f"{name} {part.role}")
     size = cfg.image_size
-    X = scratch_array((sum(len(p.names) for p in parts), 3, size, size), np.uint8)  # one array, no concatenation
-    decoded, start = [], 0
-    for p in parts:
-        view = X[start:start + len(p.names)]
-        decoded.append(decode_images(p.base, p.names, size, f"{name} {p.role}", mode="RGB", out=view))
-        start += len(p.names)
+    if cfg.keep_encoded:  # the files stay as they are; batches are decoded while training
+        kept = [encoded_images(p.base, p.names, size, f"{name} {p.role}", mode="RGB") for p in parts]
+        decoded = [(None, digests) for _, digests in kept]
+        X = EncodedImages([path for images, _ in kept for path in images.paths], size=size, channels=3,
+                          digest=hashlib.sha256("".join(i.digest for i, _ in kept).encode()).hexdigest())
+    else:
+        X = scratch_array((sum(len(p.names) for p in parts), 3, size, size), np.uint8)  # one array, no concatenation
+        decoded, start = [], 0
+        for p in parts:
+            view = X[start:start + len(p.names)]
+            decoded.append(decode_images(p.base, p.names, size, f"{name} {p.role}", mode="RGB", out=view))
+            start += len(p.names)
     roles = np.concatenate([np.full(len(p.names), p.role) for p in parts])
     files = [(str(path.relative_to(root)) if path.is_relative_to(root) else str(path), sha256_file(path)) for path in lists]
     row_files: list[str] = []

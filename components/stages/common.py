@@ -79,10 +79,10 @@ def read_npz(path: Path, keys: tuple[str, ...], *, optional: tuple[str, ...] = (
 def load_prepared() -> dict:
     """Prepared dataset: y (clean), split indices, and X as the on-disk store (components/data/store.py: index it,
     `take` rows or `load` it whole)."""
-    from components.data.store import ArrayStore
+    from components.data.encoded import open_store
 
     arrays = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx", "test_idx"))
-    return {**arrays, "X": ArrayStore(paths.STORE)}
+    return {**arrays, "X": open_store(paths.STORE)}
 
 
 def load_noisy() -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,8 @@ from components.io import atomic_dir, check_writable, sha256_file, write_json
 from components.stages.common import run_stage
 from components.data.record import input_record, source_record
 from components.data.rows import split_codes, write_rows
-from components.data.store import dataset_digest, write_store
+from components.data.encoded import EncodedImages, write_encoded_store
+from components.data.store import dataset_digest, store_summary, write_store
 
 
 def main() -> None:
@@ -24,7 +25,10 @@ def main() -> None:
     )
     real = {"y_given": dataset.y_given, "noise_truth": dataset.noise_truth} if dataset.y_given is not None else {}
     with atomic_dir(paths.PREPARED) as out:
-        store = write_store(out / paths.STORE.name, dataset.X)  # X in shards, written chunk by chunk
+        if isinstance(dataset.X, EncodedImages):  # data.keep_encoded: the files stay, batches decode in training
+            store = write_encoded_store(out / paths.STORE.name, dataset.X)
+        else:
+            store = write_store(out / paths.STORE.name, dataset.X)  # X in shards, written chunk by chunk
         np.savez(
             out / paths.DATASET_NPZ.name,
             y=dataset.y,
@@ -49,8 +53,7 @@ def main() -> None:
             "test_split": "official test set" if dataset.test is not None else "stratified random",
             "class_counts": np.bincount(dataset.y, minlength=dataset.n_classes).tolist(),
             "sha256": dataset_digest(sha256_file(out / paths.DATASET_NPZ.name), store),
-            "store": {"folder": paths.STORE.name, "shards": len(store["shards"]), "rows_per_shard": store["rows_per_shard"],
-                      "dtype": store["dtype"], "bytes": int(np.prod(store["shape"])) * np.dtype(store["dtype"]).itemsize},
+            "store": store_summary(store),
             **source_record(dataset),
         }
         source_row, files = dataset.origin()

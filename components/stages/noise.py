@@ -14,7 +14,7 @@ from components.noise import inject_noise
 from components.noise.real import cifar_n_labels, real_manifest
 from components.stages.common import read_npz, run_stage
 from components.data.rows import read_rows
-from components.data.store import ArrayStore
+from components.data.encoded import open_store
 from components.review.corrections import read_corrections
 from components.training.streams import stream_seed
 
@@ -83,7 +83,7 @@ def main() -> None:
         y_noisy, truth, manifest = _real(cfg, data, n_classes)
         noisy_mask, known = truth == 1, truth >= 0
     else:
-        X = ArrayStore(paths.STORE).load()  # instance-dependent noise reads the pixels
+        X = open_store(paths.STORE).load()  # instance-dependent noise reads the pixels
         y_noisy = y.copy()
         y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"],
                                             stream_seed(cfg.seed, "noise.train"))

@@ -67,7 +67,7 @@ def main() -> None:
     info = read_json(paths.DATA_MANIFEST)
     seed_everything(stream_seed(cfg.seed, "stage1.global"))  # initialisation; order and views: own streams
     splits = make_splits(arrays, y_noisy, info["n_classes"], device, verified,
-                         on_device=params.runtime.data_on_device)
+                         on_device=params.runtime.data_on_device, crop_seed=stream_seed(cfg.seed, "stage1.crops"))
     arch = architecture(params.model, tuple(splits.x_train.shape[1:]), info["n_classes"], x_train=splits.x_train)
     model = runtime.prepare(build_model(arch, weights=params.model.weights).to(device))
     augment = make_augmenter(params.augment, splits, stream_seed(cfg.seed, "stage1.augment"))

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(checkpoint["arch"]).to(device)
     model = runtime.prepare(model)
     splits = make_splits(arrays, y_noisy, info["n_classes"], device, verified,
-                         on_device=params.runtime.data_on_device)
+                         on_device=params.runtime.data_on_device, crop_seed=stream_seed(cfg.seed, "stage2.crops"))
     optimizer = build_optimizer(model.parameters(), cfg)  # a two-network method adds its peer as a second group
     augment = make_augmenter(params.augment, splits, stream_seed(cfg.seed, "stage2.augment"))  # named streams
     ctx = MethodContext(  # under torchrun the method trains the DDP wrapper on views of its shard

@@ -160,7 +160,7 @@ def train_epochs(
         bad_loss = torch.zeros((), device=device)
         order = batches(len(data.y_train), batch_size, generator, device)
         if hasattr(data.x_train, "schedule"):  # streamed rows: read this epoch's batches ahead of the steps
-            data.x_train.schedule([dist.shard(idx) for idx in order])
+            data.x_train.schedule([dist.shard(idx) for idx in order], epoch=epoch)
         for step, idx in enumerate(order):
             if before_batch is not None:
                 before_batch(epoch, step, len(order))

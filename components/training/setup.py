@@ -8,6 +8,7 @@ import torch
 from components.models.classifier import PIXEL_MAX
 from components.training.augment import Augmenter
 from components.data.store import ArrayStore
+from components.errors import LnlError
 from components.training.loop import TensorSplits
 from components.training.streamed import StreamedRows
 
@@ -33,7 +34,7 @@ def in_device_memory(setting: str, nbytes: int, device: torch.device) -> bool:
 
 
 def make_splits(arrays: dict, y_used: np.ndarray, n_classes: int, device: torch.device,
-                verified: np.ndarray | None = None, *, on_device: str = "always") -> TensorSplits:
+                verified: np.ndarray | None = None, *, on_device: str = "always", crop_seed: int = 0) -> TensorSplits:
     """Train on `y_used` (noisy) labels; validate on `y_used` too (clean unless noise.val_labels=noisy); test on clean.
 
     Training rows a person `verified` (data.corrections) stay in training and also join the trusted set: the
@@ -44,25 +45,30 @@ def make_splits(arrays: dict, y_used: np.ndarray, n_classes: int, device: torch.
 
     `X` is the prepared store (or an array). `on_device` (runtime.data_on_device, see `in_device_memory`) decides
     whether each split is read into device memory once or streamed from the store batch by batch
-    (components/training/streamed.py); both give the same values, batches and results.
+    (components/training/streamed.py); both give the same values, batches and results. Photos kept encoded
+    (data.keep_encoded) always stream: the training batches as random-resized crops seeded by `crop_seed`.
     """
     X, y = arrays["X"], arrays["y"]
     tr, va, te = arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]
     if verified is not None:
         va = np.concatenate([va, tr[verified[tr]]])
     scale = PIXEL_MAX if X.dtype == np.uint8 and X.ndim != 4 else None
-    if isinstance(X, ArrayStore) and not in_device_memory(on_device, X.nbytes, device):
-        def rows(idx: np.ndarray):
-            return StreamedRows(X, idx, device, scale=scale)
+    encoded = getattr(X, "kind", None) == "encoded"
+    if encoded and on_device == "always":
+        raise LnlError("runtime.data_on_device: always cannot hold photos kept encoded (data.keep_encoded): each "
+                       "batch is decoded as it trains; use auto or never")
+    if encoded or (isinstance(X, ArrayStore) and not in_device_memory(on_device, X.nbytes, device)):
+        def rows(idx: np.ndarray, train: bool = False):
+            return StreamedRows(X, idx, device, scale=scale, crop_seed=crop_seed if encoded and train else None)
     else:
-        def rows(idx: np.ndarray):
+        def rows(idx: np.ndarray, train: bool = False):
             part = X[idx]
             return t(part.astype(np.float32) / scale if scale is not None else part)
 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    return TensorSplits(rows(tr), t(y_used[tr]), rows(va), t(y_used[va]), rows(te), t(y[te]), n_classes)
+    return TensorSplits(rows(tr, True), t(y_used[tr]), rows(va), t(y_used[va]), rows(te), t(y[te]), n_classes)
 
 
 def feature_std(x, *, chunk: int = 4096) -> torch.Tensor:

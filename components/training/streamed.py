@@ -29,8 +29,9 @@ class StreamedRows:
     (uint8 feature rows become floats in [0, 1], as the in-memory path does)."""
 
     def __init__(self, store: ArrayStore, rows: np.ndarray, device: torch.device, *, scale: float | None = None,
-                 prefetch: int = 4, workers: int = 2):
+                 crop_seed: int | None = None, prefetch: int = 4, workers: int = 2):
         self.store, self.rows, self.device, self.scale = store, np.asarray(rows, dtype=np.int64), device, scale
+        self.crop_seed, self.epoch = crop_seed, 0  # photos kept encoded: scheduled batches are seeded crops
         self.prefetch = prefetch
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lnlflow-read")
         self._ahead: deque[tuple[np.ndarray, Future]] = deque()
@@ -77,9 +78,11 @@ class StreamedRows:
             yield self[start:start + size]
 
     # ------------------------------------------------------------------ prefetching
-    def schedule(self, order: Sequence[Tensor]) -> None:
-        """The batches (positions in this split) the loop will ask for next, in order; reads start ahead."""
+    def schedule(self, order: Sequence[Tensor], *, epoch: int = 0) -> None:
+        """The batches (positions in this split) the loop will ask for next, in order; reads start ahead. With an
+        encoded store and a crop seed, these batches are the training view of `epoch` (random-resized crops)."""
         with self._lock:
+            self.epoch = epoch
             self._ahead.clear()
             self._queue = deque(np.asarray(idx.detach().cpu(), dtype=np.int64) for idx in order)
         self._fill()
@@ -88,7 +91,7 @@ class StreamedRows:
         with self._lock:
             while self._queue and len(self._ahead) < self.prefetch:
                 positions = self._queue.popleft()
-                self._ahead.append((positions, self._pool.submit(self._read, positions)))
+                self._ahead.append((positions, self._pool.submit(self._read, positions, True)))
 
     def _take_prefetched(self, positions: np.ndarray) -> Tensor | None:
         with self._lock:
@@ -106,8 +109,12 @@ class StreamedRows:
             return key.detach().cpu().numpy().astype(np.int64, copy=False).reshape(-1)
         return np.asarray(key, dtype=np.int64).reshape(-1)
 
-    def _read(self, positions: np.ndarray) -> Tensor:
-        values = torch.from_numpy(self.store.take(self.rows[positions]))
+    def _read(self, positions: np.ndarray, scheduled: bool = False) -> Tensor:
+        rows = self.rows[positions]
+        if scheduled and self.crop_seed is not None:
+            values = torch.from_numpy(self.store.take_crops(rows, seed=self.crop_seed, epoch=self.epoch))
+        else:
+            values = torch.from_numpy(self.store.take(rows))
         if self.scale is not None:
             values = values.float() / self.scale
         if self.device.type == "cuda":
