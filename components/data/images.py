@@ -61,17 +61,23 @@ def _decode(path: Path, mode: str, size: tuple[int, int] | None) -> tuple[np.nda
     return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)), hashlib.sha256(raw).hexdigest()
 
 
-def encoded_images(root: Path, names: list[str], image_size: int, where: str, *, mode: str | None = None):
-    """The files kept encoded (data.keep_encoded): every header read (a file that is not an image stops the run)
-    and every file hashed, nothing decoded; returns (EncodedImages, per-file sha256)."""
-    from components.data.encoded import EncodedImages
-
+def _checked_headers(root: Path, names: list[str], where: str) -> tuple[list[Path], list[tuple[str, tuple[int, int]]]]:
+    """The files' paths and (mode, size) headers: one error for no files, a missing file or a non-image."""
     if not names:
         raise LnlError(f"{where}: no images found under {root}")
     check_files_exist(root, names, where)
     paths = [root / n for n in names]
     with ThreadPoolExecutor(_workers()) as pool:
-        headers = list(_map_in_batches(pool, _header, paths))
+        return paths, list(_map_in_batches(pool, _header, paths))
+
+
+def encoded_images(root: Path, names: list[str], image_size: int, where: str, *, mode: str | None = None):
+    """The files kept encoded (data.keep_encoded): every header read (a file that is not an image stops the run)
+    and every file hashed, nothing decoded; returns (EncodedImages, per-file sha256)."""
+    from components.data.encoded import EncodedImages
+
+    paths, headers = _checked_headers(root, names, where)
+    with ThreadPoolExecutor(_workers()) as pool:
         digests = list(_map_in_batches(pool, sha256_file, paths))
     mode = mode or ("L" if all(m in GREY_MODES for m, _ in headers) else "RGB")
     digest = hashlib.sha256("".join(digests).encode()).hexdigest()
@@ -90,12 +96,8 @@ def decode_images(
     sizes, stop the run before any pixel is decoded. Images are resized (not cropped) to image_size². `out` (an
     array of the right shape, e.g. a slice of a memory map) receives the pixels instead of a new array.
     """
-    if not names:
-        raise LnlError(f"{where}: no images found under {root}")
-    check_files_exist(root, names, where)
-    paths = [root / n for n in names]
+    paths, headers = _checked_headers(root, names, where)
     with ThreadPoolExecutor(_workers()) as pool:
-        headers = list(_map_in_batches(pool, _header, paths))
         sizes = {size for _, size in headers}
         if image_size is None and len(sizes) > 1:
             first: dict[tuple[int, int], str] = {}
