@@ -12,9 +12,12 @@ import numpy as np
 from components.io import write_text
 
 
-def issue_order(p_label_wrong: np.ndarray, verified: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
-    """Unverified rows by p_label_wrong descending (ties by `tiebreak`), then the rows a person verified."""
-    return np.lexsort((tiebreak, -p_label_wrong, verified.astype(np.int8)))
+def issue_order(p_label_wrong: np.ndarray, verified: np.ndarray, p_given_model: np.ndarray,
+                tiebreak: np.ndarray) -> np.ndarray:
+    """Unverified rows by p_label_wrong descending as the report prints it (6 decimals: scores that saturate at
+    1.000000 tie), ties by the model's probability of the given label ascending, then by `tiebreak`; the rows a
+    person verified last."""
+    return np.lexsort((tiebreak, p_given_model, -np.round(p_label_wrong, 6), verified.astype(np.int8)))
 
 
 def write_label_issues(
@@ -40,7 +43,7 @@ def write_label_issues(
     truth; `selected_by` (validation | labelfree | last) names the rule that chose the model whose predictions fill
     the predicted_* and model_p_given_label columns.
     """
-    order = issue_order(p_label_wrong, verified, dataset_row)
+    order = issue_order(p_label_wrong, verified, p_given_model, dataset_row)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["source_row"] + (["file"] if file is not None else [])

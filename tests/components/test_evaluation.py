@@ -254,3 +254,14 @@ def test_atomic_dir_removes_a_killed_writers_leftovers(tmp_path):
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "a").write_text("a")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.x.tmp", "out"]
+
+
+def test_saturated_scores_tie_and_the_model_breaks_the_tie(tmp_path):
+    path = tmp_path / "issues.csv"
+    write_label_issues(path, source_row=np.array([5, 6, 7]), file=None, dataset_row=np.array([0, 1, 2]),
+                       given=np.array([0, 0, 0]), predicted=np.array([1, 1, 1]),
+                       p_label_wrong=np.array([1.0, 0.99999996, 1.0]), p_given_model=np.array([0.3, 0.1, 0.2]),
+                       classes=("a", "b"), verified=np.zeros(3, bool))
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["source_row"] for r in rows] == ["6", "7", "5"]  # all print 1.000000: least confident in its label first
