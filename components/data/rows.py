@@ -58,21 +58,22 @@ def write_rows(path: Path, *, split: np.ndarray, source_row: np.ndarray, file: t
 
 def read_rows(path: Path) -> RowTable:
     """The table written by the data stage; a missing or malformed file is one error naming it."""
+    lookup = {name: code for code, name in enumerate(SPLITS)}
+    split, source_row, files = [], [], []
     try:
         with open(path, newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
-            body = list(reader)
+            if header != HEADER:
+                raise LnlError(f"{path}: not lnlflow's row table (header {header}); run `dvc repro` first")
+            for number, (row, part, origin, name) in enumerate(reader):  # column by column: no list of rows
+                if int(row) != number:
+                    raise ValueError("rows out of order")
+                split.append(lookup[part])
+                source_row.append(int(origin))
+                files.append(name or "")
     except OSError as error:
         raise LnlError(f"{path}: cannot read ({error.strerror or error}); run `dvc repro` first") from None
-    if header != HEADER:
-        raise LnlError(f"{path}: not lnlflow's row table (header {header}); run `dvc repro` first")
-    lookup = {name: code for code, name in enumerate(SPLITS)}
-    try:
-        split = np.array([lookup[r[1]] for r in body], dtype=np.int8)
-        source_row = np.array([int(r[2]) for r in body], dtype=np.int64)
-        if [int(r[0]) for r in body] != list(range(len(body))):
-            raise ValueError("rows out of order")
-    except (KeyError, ValueError, IndexError) as error:
+    except (KeyError, ValueError) as error:
         raise LnlError(f"{path}: malformed ({error}); run `dvc repro` first") from None
-    return RowTable(split, source_row, tuple(r[3] for r in body))
+    return RowTable(np.array(split, dtype=np.int8), np.array(source_row, dtype=np.int64), tuple(files))

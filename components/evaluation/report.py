@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from components.io import write_text
+from components.io import atomic_path
 
 
 def issue_order(p_label_wrong: np.ndarray, verified: np.ndarray, p_given_model: np.ndarray,
@@ -44,8 +43,14 @@ def write_label_issues(
     the predicted_* and model_p_given_label columns.
     """
     order = issue_order(p_label_wrong, verified, p_given_model, dataset_row)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:  # row by row: no copy of the whole text
+        _write_rows(csv.writer(handle, lineterminator="\n"), order, source_row, file, dataset_row, given, predicted,
+                    p_label_wrong, p_given_model, classes, verified, known_noisy, selected_by)
+    return order
+
+
+def _write_rows(writer, order, source_row, file, dataset_row, given, predicted, p_label_wrong, p_given_model,
+                classes, verified, known_noisy, selected_by) -> None:
     header = ["source_row"] + (["file"] if file is not None else [])
     header += ["given_label", "given_class", "predicted_label", "predicted_class", "p_label_wrong",
                "model_p_given_label", "verified"]
@@ -59,5 +64,3 @@ def write_label_issues(
         row += [int(known_noisy[i]) if known_noisy[i] >= 0 else ""] if known_noisy is not None else []
         row += [selected_by] if selected_by is not None else []
         writer.writerow(row + [int(dataset_row[i])])
-    write_text(path, buffer.getvalue())
-    return order

@@ -19,7 +19,7 @@ from components.review.corrections import read_corrections
 from components.training.streams import stream_seed
 
 
-def _noisify(cfg, y: np.ndarray, X: np.ndarray, n_classes: int, pixel_max: float | None, seed: int):
+def _noisify(cfg, y: np.ndarray, X: np.ndarray | None, n_classes: int, pixel_max: float | None, seed: int):
     features = None
     if cfg.kind == "instance":
         features = X.reshape(len(X), -1).astype(np.float64)
@@ -83,12 +83,16 @@ def main() -> None:
         y_noisy, truth, manifest = _real(cfg, data, n_classes)
         noisy_mask, known = truth == 1, truth >= 0
     else:
-        X = open_store(paths.STORE).load()  # instance-dependent noise reads the pixels
+        store = open_store(paths.STORE) if cfg.kind == "instance" else None  # only instance noise reads pixels
+
+        def pixels(rows: np.ndarray) -> np.ndarray | None:
+            return store.take(rows) if store is not None else None
+
         y_noisy = y.copy()
-        y_noisy[train], manifest = _noisify(cfg, y[train], X[train], n_classes, info["pixel_max"],
+        y_noisy[train], manifest = _noisify(cfg, y[train], pixels(train), n_classes, info["pixel_max"],
                                             stream_seed(cfg.seed, "noise.train"))
         if cfg.val_labels == "noisy":
-            y_noisy[val], val_manifest = _noisify(cfg, y[val], X[val], n_classes, info["pixel_max"],
+            y_noisy[val], val_manifest = _noisify(cfg, y[val], pixels(val), n_classes, info["pixel_max"],
                                                   stream_seed(cfg.seed, "noise.val"))
             manifest["val_realised_rate"] = val_manifest["realised_rate"]
         noisy_mask, known = y_noisy != y, np.ones(y.size, bool)

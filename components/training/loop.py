@@ -49,10 +49,18 @@ def pick_device(runtime) -> torch.device:
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: Tensor, *, batch_size: int = 2048) -> Tensor:
-    """Eval-mode logits in large batches, without gradient."""
+    """Eval-mode logits in large batches, without gradient, into one preallocated tensor (collecting the chunks'
+    logits instead left small live blocks between the large freed input buffers, and the heap grew with N when
+    the inputs stream from disk)."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model(chunk)[0].float() for chunk in x.split(batch_size)]) if len(x) else torch.empty(0)
+    out, start = torch.empty(0), 0
+    for chunk in x.split(batch_size):
+        logits = model(chunk)[0].float()
+        if start == 0:
+            out = torch.empty((len(x), *logits.shape[1:]), dtype=torch.float32, device=logits.device)
+        out[start:start + len(logits)] = logits
+        start += len(logits)
     model.train(was_training)
     return out
 
