@@ -66,6 +66,20 @@ def stop(proc: subprocess.Popen) -> None:
             return
 
 
+RETRYABLE = {429, 502, 503}  # what Prefect's own client retries; its server sends 503 when SQLite stays busy
+
+
+def rest(method: str, url: str, *, retries: int = 5, **kwargs) -> httpx.Response:
+    """One REST call as Prefect's client makes it: a 429/502/503 is retried with exponential back-off."""
+    response = httpx.request(method, url, **kwargs)
+    for attempt in range(retries):
+        if response.status_code not in RETRYABLE:
+            break
+        time.sleep(min(2**attempt, 16))
+        response = httpx.request(method, url, **kwargs)
+    return response
+
+
 def environment(**extra: str) -> dict[str, str]:
     """This interpreter's bin first on PATH (DVC stages, CLIs), no analytics, plus `extra`."""
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
@@ -221,7 +235,7 @@ def test_prefect_worker_runs_the_deployment_from_a_process_pool(workspace, mlflo
             worker.wait(timeout=300)
         finally:
             stop(worker)
-        flow_run = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).json()
+        flow_run = rest("GET", f"{api}/flow_runs/{flow_run_id}", timeout=10).json()
         assert flow_run["state"]["type"] == "COMPLETED", f"{flow_run['state']}:\n{worker_log.read_text()[-4000:]}"
     assert (ws / "metrics/eval.json").is_file() and (ws / "outputs/stage2").is_dir()
     assert (ws / "plots/confusion_matrix.png").is_file()

@@ -20,7 +20,7 @@ import pytest
 
 from components.params_file import apply_overrides
 from tests.conftest import BIN, ROOT, TINY, make_workspace
-from tests.test_scale_out import environment, free_port, stop
+from tests.test_scale_out import environment, free_port, rest, stop
 
 pytestmark = pytest.mark.slow
 
@@ -69,12 +69,12 @@ class Journey:
             return False
 
     def post(self, path: str, body: dict) -> dict | list:
-        response = httpx.post(self.api + path, json=body, timeout=30)
+        response = rest("POST", self.api + path, json=body, timeout=30)
         assert response.is_success, f"{path}: {response.status_code} {response.text}"
         return response.json()
 
     def deployment(self) -> dict:
-        return httpx.get(f"{self.api}/deployments/name/{DEPLOYMENT}", timeout=10).json()
+        return rest("GET", f"{self.api}/deployments/name/{DEPLOYMENT}", timeout=10).json()
 
     def flow_runs(self) -> list[dict]:
         body = {"deployments": {"id": {"any_": [self.deployment()["id"]]}}, "limit": 200, "offset": 0,
@@ -89,7 +89,7 @@ class Journey:
 
     def finished(self, run_id: str, timeout: float = 240) -> dict:
         def final():
-            run = httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=10).json()
+            run = rest("GET", f"{self.api}/flow_runs/{run_id}", timeout=10).json()
             return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
         run = wait(final, timeout, f"flow run {run_id} finished", self.serve_log)
