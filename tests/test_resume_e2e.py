@@ -30,7 +30,8 @@ from tests.conftest import BIN, make_workspace, run, write_params
 pytestmark = pytest.mark.slow
 
 DELAY = "0.3"
-TIMING = {"seconds", "train_seconds", "method_seconds", "seconds_per_epoch", "train_seconds_per_epoch"}
+TIMING = {"seconds", "train_seconds", "method_seconds", "train_cpu_seconds", "method_cpu_seconds", "seconds_per_epoch",
+          "train_seconds_per_epoch", "train_cpu_seconds_per_epoch"}
 SETTINGS = {"stage1": {"epochs": 4}, "stage2": {"epochs": 3}}
 
 

@@ -126,7 +126,8 @@ def train_epochs(
     first such batch, so the loop never waits for the GPU inside an epoch.
 
     Returns one row per epoch: epoch, loss, train_acc (against the given labels), val_acc, test_acc,
-    lr, train_seconds (the batch loop alone), seconds (the whole epoch), plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
+    lr, train_seconds (the batch loop alone, wall time), train_cpu_seconds (the same span in process CPU time, all
+    threads: the cost figure that a shared machine's load barely moves), seconds (the whole epoch), plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
     evaluation reports separately and never uses for selection.
 
     `checkpointer` (components.training.checkpoint.ResumeCheckpoint) restores the loop's and the stage's state
@@ -160,7 +161,7 @@ def train_epochs(
     before_batch = getattr(scheduler, "before_batch", None)  # an LrSchedule's per-iteration warm-up
     for epoch in range(done + 1, epochs + 1):
         model.train()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         scored = 0  # samples whose train-view logits the method returned
@@ -202,7 +203,7 @@ def train_epochs(
                 f"{label}: the loss became {float(bad_loss)} at epoch {epoch}, batch {int(first_bad)}; "
                 "lower the learning rate or check the input features"
             )
-        train_seconds = time.perf_counter() - start
+        train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
@@ -217,6 +218,7 @@ def train_epochs(
         if after_epoch is not None:
             row.update(after_epoch(epoch, row) or {})
         row["train_seconds"] = train_seconds
+        row["train_cpu_seconds"] = train_cpu_seconds
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
         if dist.is_main():  # every rank holds the same state; one writes it

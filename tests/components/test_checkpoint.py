@@ -21,7 +21,7 @@ from components.training.loop import train_epochs
 from components.training.state import capture, restore
 from tests.components.test_meta_methods import blobs, context
 
-TIMING = ("seconds", "train_seconds", "method_seconds")
+TIMING = ("seconds", "train_seconds", "method_seconds", "train_cpu_seconds", "method_cpu_seconds")
 
 
 class Crash(Exception):

@@ -263,7 +263,7 @@ def test_train_epochs_rows(capsys):
     rows = train_epochs(model, splits, epochs=3, batch_size=64, optimizer=optimizer, scheduler=scheduler,
                         batch_loss=batch_loss, after_epoch=after_epoch, seed=0, label="unit")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    keys = {"epoch", "loss", "train_acc", "val_acc", "test_acc", "lr", "train_seconds", "seconds", "extra"}
+    keys = {"epoch", "loss", "train_acc", "val_acc", "test_acc", "lr", "train_seconds", "train_cpu_seconds", "seconds", "extra"}
     for r in rows:
         assert set(r) == keys
         assert math.isfinite(r["loss"]) and r["loss"] > 0
