@@ -428,7 +428,9 @@ class MwnetParams(Section):
     meta_optimizer: Literal["adam", "sgd"] = "adam"
     meta_lr: float = Field(1e-3, gt=0)
     meta_weight_decay: float = Field(1e-4, ge=0, description="official VNet: Adam 1e-3, wd 1e-4")
-    normalize_weights: bool = Field(False, description="official MW-Net: mean of v·ℓ (CLID-MU's host normalises)")
+    normalize_weights: bool = Field(
+        True, description="Σ v·ℓ / Σ v (the default: see docs/methods/mwnet.md's ablation); false = the official "
+        "script's mean of v·ℓ, which pairs with its SGD recipe (lr 0.1)")
 
 
 class GceParams(Section):

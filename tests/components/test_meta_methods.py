@@ -245,7 +245,7 @@ def test_meta_methods_start_as_their_papers():
         assert resolve_init(None, get_method(name), name) == init
     assert resolve_init("base", get_method("clidmu"), "clidmu") == "base"  # the stage-one start stays an option
     params = validate_params({})
-    assert (params.stage2.mwnet.normalize_weights, params.stage2.mwnet.meta_weight_decay) == (False, 1e-4)
+    assert (params.stage2.mwnet.normalize_weights, params.stage2.mwnet.meta_weight_decay) == (True, 1e-4)
     assert get_method("metalabelnet").warmup_end(params) == "last" == get_method("dividemix").warmup_end(params)
     assert get_method("ido").warmup_end(params) == "base"
     tuned = validate_params({"stage2": {"metalabelnet": {"warmup_end": "base"}, "dividemix": {"warmup_end": "base"}}})
@@ -289,3 +289,20 @@ def test_clidmu_strong_all_takes_the_official_randaugment_view(monkeypatch):
     get_method("clidmu")(ctx).batch_loss(torch.arange(32))
     # training batch, then meta batch; feature vectors have no RandAugment, so it falls back to `strong` inside
     assert calls == ["randaugment", "strong"] * 2
+
+
+def test_mwnet_weighted_loss_values_normalised_and_not():
+    """The two reductions of MW-Net's weighted loss, by value: Σ w·ℓ / Σ w (default) and the official mean of w·ℓ."""
+
+    from components.methods.meta_common import WeightNet, weighted_loss
+
+    torch.manual_seed(0)
+    wnet = WeightNet()
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    w = wnet(losses).detach()
+    plain = weighted_loss(wnet, logits, labels, normalize=False, train_weights=False)
+    normed = weighted_loss(wnet, logits, labels, normalize=True, train_weights=False)
+    assert float(plain) == pytest.approx(float((w * losses).sum() / 6), rel=1e-6)
+    assert float(normed) == pytest.approx(float((w * losses).sum() / w.sum()), rel=1e-6)
+    assert float(plain) != pytest.approx(float(normed), rel=1e-3)  # the sigmoid weights do not sum to the batch size
