@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server benchmark benchmark-meta
+.PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server results results-quick
 .PHONY: mlflow-server work-pool deploy-pool worker push pull screenshots
 
 install: $(VENV)/.installed
@@ -102,11 +102,13 @@ push: install
 pull: install
 	dvc pull dvc.yaml
 
-benchmark: install
-	python benchmarks/compare_methods.py --out benchmarks/results/digits_ce_ido.md
+# Every results table the README shows (benchmarks/results.py): full (digits, 3 seeds × every noise setting, the
+# shipped epochs; about 40 min on 2 cores), then copied into README.md; quick: 2 seeds, 2 settings, ≤ 20 min.
+results: install
+	python benchmarks/results.py
 
-benchmark-meta: install
-	python benchmarks/compare_all.py --runs benchmarks/meta_runs.yaml --stage2-epochs 20 --out benchmarks/results/digits_meta_comparison.md
+results-quick: install
+	python benchmarks/results.py --quick
 
 # The MLflow run, curves and registered model, the Prefect flow run and deployment, rendered by headless Chromium
 # (Debian's package, driven by Playwright) into docs/img/ from real servers on loopback (docs/screenshots.py).
