@@ -235,9 +235,13 @@ class ModelParams(Section):
 
 
 class RandAugmentParams(Section):
-    """RandAugmentMC(n, m) of CLID-MU / FixMatch (specs/clidmu.md §4): n ops from the 14-op pool, each applied with
-    p = 0.5 at a level drawn from [1, m), then an always-on grey cutout."""
+    """The papers' RandAugment(n, m): n ops drawn from the pool, each applied with p = 0.5 at a level drawn from
+    [1, m), then an always-on grey cutout. Pools: fixmatch = FixMatch's RandAugmentMC, 14 ops (CLID-MU's strong
+    view); ido = IDO's RandAugmentwogeo, 16 ops (components/training/randaugment.py, docs/methods/ido.md)."""
 
+    pool: Literal["fixmatch", "ido"] = Field(
+        "fixmatch", description="op pool: fixmatch (14 ops, factors 0.05-0.95, translate/shear 0.3) or ido (16 ops "
+        "with cutout, invert and solarize_add; factors 0.1-1.9, translate 0.05, shear 0.1)")
     n: int = Field(2, ge=1, description="ops per image, drawn with replacement")
     m: int = Field(10, ge=2, le=10, description="levels are drawn uniformly from 1 .. m − 1 (of 10)")
     cutout: float = Field(0.5, ge=0, lt=1, description="grey square side / image side (0.5 = 16 px at 32); 0 = off")

@@ -3,7 +3,8 @@
 Images (B, C, H, W): the weak view shifts by up to `crop_padding` pixels (reflect- or zero-pad + random crop),
 optionally flips, and adds a little noise. The strong view (`augment.strong`) is either `basic` — the weak
 geometry plus colour jitter, cutout and stronger noise — or `randaugment` — the weak geometry, then the papers'
-RandAugmentMC(n, m) and a grey cutout (components.training.randaugment), uint8 throughout.
+RandAugment(n, m) from the FixMatch or the IDO op pool (`augment.randaugment.pool`) and a grey cutout
+(components.training.randaugment), uint8 throughout.
 Feature vectors (B, d): additive Gaussian noise (weak), plus 20 % feature dropout (strong, either setting).
 
 uint8 images stay uint8 through the geometric steps (shift, flip, cutout) and RandAugment; the first photometric
@@ -105,16 +106,17 @@ class Augmenter:
         return self._noise(x, self.cfg.noise_std)
 
     def _randaugment(self, x: Tensor) -> Tensor:
-        """RandAugmentMC(n, m) + grey cutout on uint8 pixels; float images in [0, 1] go through 8 bits."""
+        """RandAugment(n, m) from `randaugment.pool` + grey cutout on uint8 pixels; float images in [0, 1] go
+        through 8 bits."""
         ra = self.cfg.randaugment
-        side = cutout_side(ra.cutout, x.shape[2], x.shape[3])
+        side = cutout_side(ra.cutout, x.shape[2], x.shape[3], ra.pool)
         if x.dtype == torch.uint8:
-            return randaugment(x, ra.n, ra.m, self.gen, cutout_side=side)
+            return randaugment(x, ra.n, ra.m, self.gen, cutout_side=side, pool=ra.pool)
         pixels = (x.clamp(0, 1) * PIXEL_MAX).round().to(torch.uint8)
-        return randaugment(pixels, ra.n, ra.m, self.gen, cutout_side=side).to(x.dtype) / PIXEL_MAX
+        return randaugment(pixels, ra.n, ra.m, self.gen, cutout_side=side, pool=ra.pool).to(x.dtype) / PIXEL_MAX
 
     def randaugment(self, x: Tensor) -> Tensor:
-        """The official CLID-MU/FixMatch strong view (shift, flip, RandAugmentMC, cutout), whatever `augment.strong`
+        """The papers' strong view (shift, flip, RandAugment of `randaugment.pool`, cutout), whatever `augment.strong`
         says: CLID-MU's `aug: strong_all`. Feature vectors have no such view and get `strong`."""
         if x.ndim == 4:
             return self._randaugment(self._flip(self._shift(x)))

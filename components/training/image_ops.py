@@ -79,6 +79,18 @@ def solarize(x: Tensor, threshold: Tensor) -> Tensor:
     return torch.where(x.to(torch.int16) < _col(threshold).to(torch.int16), x, 255 - x)
 
 
+def invert(x: Tensor) -> Tensor:
+    """PIL ImageOps.invert: 255 − every value."""
+    return 255 - x
+
+
+def solarize_add(x: Tensor, addition: Tensor) -> Tensor:
+    """Add a per-image offset, clip to [0, 255], then invert every value ≥ 128 (the RandAugment `SolarizeAdd`:
+    numpy addition and clipping, then PIL's solarize at threshold 128)."""
+    shifted = (x.to(torch.int16) + _col(addition).to(torch.int16)).clamp(0, 255).to(torch.uint8)
+    return solarize(shifted, torch.full_like(addition, 128))
+
+
 def _lut(x: Tensor, table: Tensor) -> Tensor:
     """Map every value of each (image, channel) through its own 256-entry table (k, C, 256)."""
     k, c, h, w = x.shape

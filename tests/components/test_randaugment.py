@@ -1,6 +1,7 @@
 """RandAugment (components.training.randaugment) and the augmenter's strong/pad options: each op against a
-simple reference (and against PIL, the official implementation's library, where installed), the batched
-application against per-image application, determinism, dtypes, and the config errors."""
+simple reference (and against PIL, the official implementation's library, where installed), the levels of both
+pools (FixMatch's 14 ops, IDO's 16) against the official ranges, the batched application against per-image
+application, determinism, dtypes, and the config errors."""
 
 from __future__ import annotations
 
@@ -220,3 +221,123 @@ def test_randaugment_params_are_validated():
         AugmentParams(strong="autoaugment")
     with pytest.raises(ValidationError, match="pad_mode"):
         AugmentParams(pad_mode="edge")
+
+
+# --- IDO's pool (RandAugmentwogeo: `augment.randaugment.pool: ido`) --------------------------------------------
+
+
+def test_ido_pool_is_the_official_sixteen_op_list():
+    assert ra.IDO.names == (
+        "autocontrast", "brightness", "color", "contrast", "cutout", "equalize", "invert", "posterize", "rotate",
+        "sharpness", "shear_x", "shear_y", "solarize", "solarize_add", "translate_x", "translate_y")
+    assert "identity" not in ra.IDO.names and len(ra.FIXMATCH.names) == 14
+    assert set(ra.POOLS) == {"fixmatch", "ido"} and ra.POOL is ra.FIXMATCH.params
+
+
+def _levels(pool, side: int, sign: float = 1.0) -> dict[str, list[float]]:
+    v = torch.arange(1, 10, dtype=torch.float32)
+    x = torch.zeros(9, 3, side, side, dtype=torch.uint8)
+    return {name: pool.params[name](v, torch.full((9,), sign), x).tolist() for name in pool.names}
+
+
+def test_ido_levels_map_to_the_official_magnitudes():
+    """RandAugmentwogeo's new_augment_pool: (op, max_v, bias) → max_v · v / 10 + bias, int() where the op wants one."""
+    at32, at224, minus = _levels(ra.IDO, 32), _levels(ra.IDO, 224), _levels(ra.IDO, 32, -1.0)
+    for name in ("brightness", "color", "contrast", "sharpness"):
+        assert at32[name] == pytest.approx([0.1 + 0.18 * i for i in range(1, 10)])  # (1.8, 0.1)
+        assert minus[name] == at32[name]  # factors are never signed
+    assert at32["shear_x"] == pytest.approx([0.01 * i for i in range(1, 10)])  # (0.1, 0)
+    assert minus["shear_y"] == pytest.approx([-0.01 * i for i in range(1, 10)])
+    assert at32["translate_x"] == [0, 0, 0, 0, 0, 0, 1, 1, 1]  # (0.05, 0): int(0.005 · v · 32)
+    assert at224["translate_y"] == [int(i * 0.05 / 10 * 224) for i in range(1, 10)] == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+    assert minus["translate_x"] == [-0.0] * 6 + [-1, -1, -1]
+    assert at32["cutout"] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # (0.1, 0): int(0.01 · v · 32), never signed
+    assert at224["cutout"] == [int(i * 0.1 / 10 * 224) for i in range(1, 10)] == [2, 4, 6, 8, 11, 13, 15, 17, 20]
+    assert at32["solarize_add"] == [11 * i for i in range(1, 10)] and minus["solarize_add"][-1] == -99  # (110, 0)
+    assert at32["posterize"] == [4, 4, 5, 5, 6, 6, 6, 7, 7]  # (4, 4), as fixmatch
+    assert at32["rotate"] == [3 * i for i in range(1, 10)] and minus["rotate"][0] == -3  # (30, 0)
+    assert at32["solarize"] == [256 - int(i * 25.6) for i in range(1, 10)]  # (256, 0)
+    # the full level range 0..10 spans the factors 0.1-1.9 (fixmatch: 0.05-0.95)
+    ends = torch.tensor([0.0, 10.0])
+    assert ra.IDO.params["color"](ends, ends, None).tolist() == pytest.approx([0.1, 1.9])
+    assert ra.FIXMATCH.params["color"](ends, ends, None).tolist() == pytest.approx([0.05, 0.95])
+
+
+def _official_cutout(image, v: int, u0: float, u1: float):
+    """The official CutoutAbs(img, v) with its two uniforms given: PIL's rectangle from the rounded-down corner."""
+    from PIL import ImageDraw
+
+    w, h = image.size
+    x0, y0 = int(max(0, u0 * w - v / 2.0)), int(max(0, u1 * h - v / 2.0))
+    image = image.copy()
+    ImageDraw.Draw(image).rectangle((x0, y0, int(min(w, x0 + v)), int(min(h, y0 + v))), (127, 127, 127))
+    return image
+
+
+def _solarize_input(image, add: int):
+    from PIL import Image
+
+    return Image.fromarray(np.clip(np.asarray(image).astype(int) + add, 0, 255).astype(np.uint8))
+
+
+def _pil_batch(x: torch.Tensor, fn) -> torch.Tensor:
+    image = pytest.importorskip("PIL.Image")
+    out = [np.asarray(fn(i, image.fromarray(t.permute(1, 2, 0).numpy()))) for i, t in enumerate(x)]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+
+def test_ido_only_ops_equal_pil():
+    x = _images()
+    expected = _pil_batch(x, lambda i, im: _ops().invert(im))
+    assert torch.equal(ra.IDO.ops["invert"](x, None), expected)
+    for add in (33, -55, 99):  # SolarizeAdd: numpy add and clip, then PIL's solarize at 128
+        expected = _pil_batch(x, lambda i, im: _ops().solarize(_solarize_input(im, add), 128))
+        assert torch.equal(ra.IDO.ops["solarize_add"](x, _full(add)), expected), add
+    u = torch.tensor([[0.0, 0.5, 31 / 32, 0.25, 7 / 8, 1 / 16], [0.5, 0.0, 31 / 32, 15 / 16, 1 / 8, 3 / 4]])
+    sizes = torch.tensor([0.0, 1.0, 2.0, 2.0, 0.0, 1.0])  # the parameter: the official v, painted v + 1 px
+    ours = ra.IDO.ops["cutout"](x, sizes, u)
+    expected = _pil_batch(x, lambda i, im: _official_cutout(im, int(sizes[i]), float(u[0, i]), float(u[1, i])))
+    assert torch.equal(ours, expected)
+
+
+def test_ido_closing_cutout_is_the_official_cutout_abs():
+    """RandAugmentwogeo closes with CutoutAbs(img, int(width · 0.15)): 4 at 32 px, painted 5 × 5."""
+    assert ra.cutout_side(0.15, 32, 32, "ido") == 5 and ra.cutout_side(0.15, 224, 224, "ido") == 34
+    assert ra.cutout_side(0.5, 32, 32) == 16 and ra.cutout_side(0.0, 32, 32, "ido") == 0
+    x = _images(b=24, h=32, w=32)
+    ours = ra.cutout(x, 5, torch.Generator().manual_seed(3), pil=True)
+    u = torch.rand(2, 24, generator=torch.Generator().manual_seed(3))  # replay the centre draw
+    expected = _pil_batch(x, lambda i, im: _official_cutout(im, 4, float(u[0, i]), float(u[1, i])))
+    assert torch.equal(ours, expected)
+
+
+def test_ido_mixed_batch_equals_each_image_on_its_own():
+    x = _images(b=96, h=16, w=16)
+    out = ra.randaugment(x, 1, 10, torch.Generator().manual_seed(7), pool="ido")
+    gen = torch.Generator().manual_seed(7)  # replay: op, applied, level, sign, then the in-pool cutout's position
+    op = torch.randint(16, (96,), generator=gen)
+    applied = torch.rand(96, generator=gen) < 0.5
+    level = torch.randint(1, 10, (96,), generator=gen)
+    sign = torch.where(torch.rand(96, generator=gen) < 0.5, -1, 1)
+    position = torch.rand(2, 96, generator=gen)
+    assert len(set(op[applied].tolist())) >= 13 and "cutout" in {ra.IDO.names[int(o)] for o in op[applied]}
+    for i in range(96):
+        one = x[i : i + 1]
+        if applied[i]:
+            name = ra.IDO.names[int(op[i])]
+            p = ra.IDO.params[name](level[i : i + 1].float(), sign[i : i + 1].float(), one)
+            one = ra.IDO.ops[name](one, p, position[:, i : i + 1]) if name == "cutout" else ra.IDO.ops[name](one, p)
+        assert torch.equal(out[i : i + 1], one), f"image {i}"
+
+
+def test_ido_pool_through_the_augmenter():
+    x = _images(b=64, h=32, w=32)
+    cfg = _strong_cfg(randaugment={"pool": "ido", "n": 2, "m": 10, "cutout": 0.15})
+    a, b = Augmenter(cfg, seed=0).strong(x), Augmenter(cfg, seed=0).strong(x)
+    assert a.dtype == torch.uint8 and torch.equal(a, b)
+    assert not torch.equal(a, Augmenter(_strong_cfg(randaugment={"n": 2, "m": 10, "cutout": 0.15}), seed=0).strong(x))
+    grey = (a == ra.GREY).all(1)  # the closing cutout: a 5 × 5 grey square (clipped at the far edges)
+    assert int(grey.sum((1, 2)).max()) >= 25 and bool((grey.any(2).sum(1) <= 8).all())
+    assert AugmentParams().randaugment.pool == "fixmatch"
+    with pytest.raises(ValidationError, match="randaugment.pool"):
+        AugmentParams(randaugment={"pool": "autoaugment"})
