@@ -83,7 +83,7 @@ def test_cli_lists_applies_and_refuses_with_one_line(params, capsys):
     assert cli.main(["preset", "clidmu-cifar10-sym40", "--params", str(params), "--root", "/c"]) == 0
     out = capsys.readouterr().out
     assert "  stage2.method: ido → clidmu\n" in out and "  data.root: null → /c\n" in out
-    assert "  stage2.schedule.t_max: null → 150\n" in out and "target: — (not known yet — the specs quote no number" in out
+    assert "  stage2.schedule.t_max: null → 150\n" in out and "target: — (not known yet — the number has not been taken from the paper" in out
 
 
 def test_bad_preset_files_name_the_file_and_key(tmp_path):
