@@ -381,7 +381,13 @@ class MetaParams(Section):
     scope: Literal["full", "last_block", "head"] | None = Field(
         None, description="parameters the virtual step updates; null = the method's default"
     )
-    grad: Literal["cheap_exact", "unrolled"] = Field("cheap_exact", description="two exact forms of one gradient")
+    grad: Literal["directional", "cheap_exact", "unrolled"] = Field(
+        "directional", description="directional = the look-ahead meta-gradient by a forward difference along a "
+        "meta direction refreshed every `refresh` steps (docs/methods/meta_step.md); cheap_exact and unrolled are "
+        "two exact forms of one gradient")
+    refresh: int | None = Field(None, ge=1, description="directional: recompute the meta direction every k meta "
+                                "updates; null = the method's default")
+    eps: float = Field(1e-3, gt=0, description="directional: the difference step along the meta direction / its norm")
     inner_lr: float | None = Field(None, gt=0, description="virtual SGD step size; default: the current LR")
     meta_batch_size: int = Field(100, ge=2)
 

@@ -34,9 +34,6 @@ class ClidMu(MetaMethod):
 
     DEFAULT_INIT = "scratch"  # as in the paper (no warm-up: specs/clidmu.md §4)
 
-    # wnet: head-only virtual step every 2nd step stayed within a point of exact at ≤ 2× CE on digits; for the
-    # VRI host no cheaper setting measured did (README: Results), so it defaults to the exact one.
-    DEFAULTS = {"wnet": ("head", 2), "vri": ("full", 1)}
     STATE_SKIP = MetaMethod.STATE_SKIP + ("meta_images",)  # a fixed seeded subset of the training images
 
     def __init__(self, ctx: MethodContext):
@@ -46,7 +43,6 @@ class ClidMu(MetaMethod):
             raise LnlError(f"stage2.clidmu.meta_set_size: {cfg.meta_set_size} exceeds the {n_train} training "
                            "samples; choose at most that many")
         self.cfg = cfg
-        self.DEFAULT_SCOPE, self.DEFAULT_INTERVAL = self.DEFAULTS[cfg.host]
         if cfg.host == "vri":
             self.host = Rectifier(out_features(distributed.unwrap(ctx.model)), ctx.splits.n_classes).to(ctx.device)
         else:
@@ -95,8 +91,8 @@ class ClidMu(MetaMethod):
             logits, embedding = forward(x_meta)
             return clid_loss(embedding, logits, tau=self.cfg.tau)
 
-        self.maybe_meta_update(inner, meta_loss)
-        logits, embedding = self.model(x[mine])
+        logits, embedding = self.model(x[mine])  # the real forward, first: the directional meta step reuses it
+        self.maybe_meta_update(inner, meta_loss, outputs=(logits, embedding))
         y = y[mine]
         if self.cfg.host == "wnet":
             loss = weighted_loss(self.host, logits, y, normalize=self.cfg.wnet_normalize_weights, train_weights=False,

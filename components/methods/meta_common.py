@@ -57,6 +57,7 @@ class MetaMethod(Stage2Method):
 
     DEFAULT_SCOPE = "full"
     DEFAULT_INTERVAL = 1
+    DEFAULT_REFRESH = 8  # directional: meta updates between two meta directions (docs/methods/meta_step.md)
     STATE_SKIP = Stage2Method.STATE_SKIP + ("meta_step",)  # references to the model and φ only
 
     def __init__(self, ctx: MethodContext, phi: list[Tensor], meta_optimizer: torch.optim.Optimizer,
@@ -69,7 +70,16 @@ class MetaMethod(Stage2Method):
         self.meta_optimizer = meta_optimizer
         structure = distributed.local_structure(self.net) if ctx.dist.active else None
         self.meta_step = MetaStep(self.net, phi, scope=self.scope, mode=self.meta_cfg.grad,
-                                  clone_buffers=clone_buffers, structure=structure)
+                                  clone_buffers=clone_buffers, structure=structure, eps=self.meta_cfg.eps)
+        self.refresh = self.meta_cfg.refresh or self.DEFAULT_REFRESH
+        # directional: the meta direction v, kept between refreshes (and in resume checkpoints)
+        self.meta_direction = torch.zeros(self.meta_step.direction_size(), device=ctx.device) \
+            if self.meta_cfg.grad == "directional" else None
+        # the real forward's outputs stand in for the directional step's forward at θ where they are the same
+        # numbers: one process, uncompiled, no dropout (and no autocast, checked at each step)
+        self._share_forward = self.meta_direction is not None and not ctx.dist.active and \
+            self.net.__dict__.get("_compiled_call_impl") is None and \
+            not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in self.net.modules())
         self.steps = 0
 
     def views(self, idx: Tensor, *, view: str = "weak") -> tuple[Tensor, Tensor, slice]:
@@ -88,11 +98,18 @@ class MetaMethod(Stage2Method):
         """The virtual step size: `meta.inner_lr`, else the classifier's current learning rate."""
         return self.meta_cfg.inner_lr or self.ctx.optimizer.param_groups[0]["lr"]
 
-    def maybe_meta_update(self, inner_loss, meta_loss, *, lr: float | None = None) -> None:
-        """Run the meta update on this step if it falls on the `interval` cadence."""
+    def maybe_meta_update(self, inner_loss, meta_loss, *, lr: float | None = None,
+                          outputs: tuple[Tensor, ...] | None = None) -> None:
+        """Run the meta update on this step if it falls on the `interval` cadence. `outputs`: the real forward's
+        (logits, embedding) on the whole batch the inner loss reads, reused by the directional step where valid."""
         if self.steps % self.interval == 0:
+            directional = {} if self.meta_direction is None else {
+                "direction": self.meta_direction, "refresh": self.steps % (self.interval * self.refresh) == 0}
+            if directional and outputs is not None and self._share_forward and \
+                    not torch.is_autocast_enabled(outputs[0].device.type):
+                directional["outputs"] = outputs
             self.meta_step.step(self.meta_optimizer, inner_loss, meta_loss, lr=lr or self.inner_lr(),
-                                average=self.ctx.dist.all_mean)  # the identity in one process
+                                average=self.ctx.dist.all_mean, **directional)  # the identity in one process
         self.steps += 1
 
 

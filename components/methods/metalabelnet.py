@@ -32,8 +32,9 @@ class MetaLabelNet(MetaMethod):
 
     INITS = ("base",)  # the warm-up model is the classifier's start and the frozen encoder
     STATE_SKIP = MetaMethod.STATE_SKIP + ("encoder",)  # the frozen base model (rebuilt) or the model itself
-
-    # Exact by default: every cheaper setting measured lost more than a point on sym-60 (README: Results).
+    # A fresh meta direction every step: its look-ahead step is 1, not the learning rate, so the direction belongs
+    # to its batch, and reusing it collapsed training at sym-60 (docs/methods/meta_step.md, ablation).
+    DEFAULT_REFRESH = 1
 
     @classmethod
     def warmup_end(cls, params) -> str:
@@ -70,7 +71,7 @@ class MetaLabelNet(MetaMethod):
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         dist = self.ctx.dist
         x, _, mine = self.views(idx)  # the global batch (the meta step's) and this rank's rows; no noisy label
-        logits, _ = self.model(x[mine])  # the real forward, reused by the real step
+        logits, embedding = self.model(x[mine])  # the real forward, reused by the real step and the meta step
         features = dist.split_forward(self._features, x)
         norm = self.cfg.loss_norm
         meta = self.meta_batches.next()
@@ -83,7 +84,7 @@ class MetaLabelNet(MetaMethod):
         def meta_loss(forward) -> Tensor:
             return nn.functional.cross_entropy(forward(x_meta)[0], y_meta)
 
-        self.maybe_meta_update(inner, meta_loss, lr=self.inner_step)
+        self.maybe_meta_update(inner, meta_loss, lr=self.inner_step, outputs=(logits, embedding))
         with torch.no_grad():
             soft = torch.softmax(self.slp(features[mine]), dim=1)
         p = torch.softmax(logits, dim=1)

@@ -262,16 +262,17 @@ def test_bad_inputs_fail_before_training():
 
 
 @pytest.mark.parametrize(("stage2", "expected"), [
-    ({"method": "metalabelnet"}, ("full", 1)),
-    ({"method": "mwnet"}, ("full", 1)),
-    ({"method": "clidmu", "clidmu": {"meta_set_size": 100}}, ("head", 2)),
-    ({"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": "vri"}}, ("full", 1)),
-    ({"method": "clidmu", "clidmu": {"meta_set_size": 100}, "meta": {"scope": "last_block", "interval": 3}},
-     ("last_block", 3)),
+    ({"method": "metalabelnet"}, ("full", 1, 1)),
+    ({"method": "mwnet"}, ("full", 1, 8)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100}}, ("full", 1, 8)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": "vri"}}, ("full", 1, 8)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100}, "meta": {"scope": "last_block", "interval": 3,
+                                                                      "refresh": 2}}, ("last_block", 3, 2)),
 ])
 def test_meta_settings_default_per_method_and_can_be_overridden(stage2, expected):
     method = get_method(stage2["method"])(context(blobs(n=200), stage2, base_epochs=1))
-    assert (method.scope, method.interval) == expected
+    assert (method.scope, method.interval, method.refresh) == expected
+    assert method.meta_step.mode == "directional" and method.meta_direction is not None
     assert method.meta_step.scope == expected[0]
 
 

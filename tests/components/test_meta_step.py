@@ -18,6 +18,7 @@ from components.models.nets import MLP, SmallCNN
 
 B, C, D_FEAT, LR = 8, 3, 6, 0.7
 HOSTS = ("metalabelnet", "vnet_clid", "vri_clid")
+EXACT = ("unrolled", "cheap_exact")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -153,7 +154,7 @@ def test_unrolled_and_cheap_exact_agree_and_match_finite_differences(kind, scope
             assert abs(analytic - fd) <= 1e-5 * abs(fd), (k, analytic, fd)
 
 
-@pytest.mark.parametrize("mode", META_GRADS)
+@pytest.mark.parametrize("mode", EXACT)
 @pytest.mark.parametrize("kind", HOSTS)
 def test_detaching_g_gives_exactly_zero(kind, mode, monkeypatch):
     assert flat(meta_grad(kind, "full", mode)).abs().max() > 0
@@ -248,3 +249,67 @@ def test_meta_forwards_use_batch_statistics_even_in_eval_mode():
     host.model.train()
     expected = MetaStep(host.model, host.phi, mode="cheap_exact").meta_gradient(host.inner, host.meta, lr=LR)
     torch.testing.assert_close(flat(grads), flat(expected), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("kind", HOSTS)
+def test_directional_matches_the_exact_meta_gradient(kind, scope):
+    """The forward difference along a fresh v converges to the exact gradient; the default step is close to it."""
+    exact = flat(meta_grad(kind, scope, "cheap_exact"))
+    host = Host(kind)
+    fine = MetaStep(host.model, host.phi, scope=scope, mode="directional", eps=1e-6)
+    assert (flat(fine.meta_gradient(host.inner, host.meta, lr=LR)) - exact).norm() <= 1e-4 * exact.norm()
+    default = MetaStep(host.model, host.phi, scope=scope, mode="directional")
+    assert (flat(default.meta_gradient(host.inner, host.meta, lr=LR)) - exact).norm() <= 5e-2 * exact.norm()
+
+
+def test_directional_keeps_its_direction_until_refreshed():
+    host = Host("vnet_clid")
+    step = MetaStep(host.model, host.phi, mode="directional")
+    direction = torch.zeros(step.direction_size(), dtype=torch.float64)
+    first = flat(step.meta_gradient(host.inner, host.meta, lr=LR, direction=direction, refresh=True))
+    kept = direction.clone()
+    assert kept.abs().max() > 0
+    host.x_meta = host.x_meta.flip(0) + 0.5  # another meta batch: v would change if it were recomputed
+    torch.testing.assert_close(flat(step.meta_gradient(host.inner, host.meta, lr=LR, direction=direction,
+                                                       refresh=False)), first, rtol=0, atol=0)
+    assert torch.equal(direction, kept)
+    step.meta_gradient(host.inner, host.meta, lr=LR, direction=direction, refresh=True)
+    assert not torch.allclose(direction, kept)
+
+
+def test_directional_replays_dropout_masks_in_both_forwards():
+    """With dropout, both forwards of the difference must draw the same masks, or (o(θ+εv) − o(θ)) / ε is noise."""
+    torch.manual_seed(0)
+    model = MLP(6, C, hidden=8, dropout=0.5).double()
+    net = nn.Linear(1, 1).double()
+    x, y = torch.randn(B, 6, dtype=torch.float64), torch.randint(0, C, (B,))
+
+    def inner(forward):
+        losses = F.cross_entropy(forward(x)[0], y, reduction="none")
+        return (torch.sigmoid(net(losses.detach()[:, None])).squeeze(1) * losses).mean()
+
+    def meta(forward):
+        return F.cross_entropy(forward(x)[0], y)
+
+    results = []
+    for eps in (1e-4, 1e-6):
+        torch.manual_seed(1)
+        step = MetaStep(model, list(net.parameters()), mode="directional", eps=eps)
+        results.append(flat(step.meta_gradient(inner, meta, lr=LR)))
+    assert results[0].abs().max() > 0
+    torch.testing.assert_close(results[0], results[1], rtol=1e-3, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", HOSTS)
+def test_directional_takes_the_real_forwards_outputs_in_place_of_its_own(kind):
+    """The caller's train-mode forward at θ gives the same gradient as the step's own forward (no dropout)."""
+    host = Host(kind)
+    own = flat(MetaStep(host.model, host.phi, mode="directional").meta_gradient(host.inner, host.meta, lr=LR))
+    host = Host(kind)
+    outputs = host.model(host.x)  # train mode: batch statistics, as the real step; its graph to θ kept
+    shared = MetaStep(host.model, host.phi, mode="directional").meta_gradient(host.inner, host.meta, lr=LR,
+                                                                              outputs=outputs)
+    torch.testing.assert_close(flat(shared), own, rtol=1e-9, atol=1e-12)
+    outputs[0].sum().backward()  # the caller's own backward still runs through the kept graph
+    assert all(p.grad is not None for p in host.model.parameters())
