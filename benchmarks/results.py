@@ -46,6 +46,15 @@ SETTINGS = {  # name -> overrides of params.yaml's noise section
     "instance-40": {"kind": "instance", "rate": 0.4},
 }
 METHODS = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr", "coteaching", "dividemix")
+EXACT = {"meta.grad": "cheap_exact", "meta.scope": "full", "meta.interval": 1}  # the exact meta-gradient
+# name -> (method, stage2 overrides as `lnlflow stage2 --set` takes them): every method at its defaults, CLID-MU
+# with both hosts, and each meta-learner's exact variant beside its default (docs/methods/meta_step.md)
+RUNS: dict[str, tuple[str, dict]] = {}
+for _method in METHODS:
+    for _name, _overrides in ((_method, {}), *((("clidmu-vri", {"clidmu.host": "vri"}),) if _method == "clidmu" else ())):
+        RUNS[_name] = (_method, _overrides)
+        if _method in ("metalabelnet", "mwnet", "clidmu"):
+            RUNS[f"{_name}-exact"] = (_method, {**_overrides, **EXACT})
 SIZES = {  # what --quick reduces
     "full": {"seeds": [0, 1, 2], "settings": list(SETTINGS), "stage2_epochs": None, "cost_epochs": 6, "repeats": 2},
     "quick": {"seeds": [0, 1], "settings": ["sym-40", "pair-40"], "stage2_epochs": 10, "cost_epochs": 4, "repeats": 2},
@@ -55,7 +64,7 @@ VARIES = ["noise draw (noise.seed = seed)", "stage one (stage1.seed = seed)", "s
 
 # table -> runs: name -> (method, stage2 overrides as `lnlflow stage2 --set` takes them)
 ACCURACY_TABLES: dict[str, dict[str, tuple[str, dict]]] = {
-    "methods": {m: (m, {}) for m in METHODS},
+    "methods": RUNS,
     "mwnet_ablation": {  # docs/methods/mwnet.md: the weights' reduction × where stage two starts
         "normalised, scratch (the defaults)": ("mwnet", {}),  # the same training as the methods table's mwnet
         "normalised, base": ("mwnet", {"mwnet.normalize_weights": True, "init": "base"}),
@@ -225,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="digits at reduced size (≤ 20 min on 2 cores)")
     parser.add_argument("--size", choices=list(SIZES), help="full (default) | quick (= --quick) | smoke (the tests)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="a subset (tests)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="a subset of the stage-two methods (tests)")
     parser.add_argument("--out-dir", type=Path, help="default: benchmarks/results[/quick]")
     parser.add_argument("--tables", nargs="+", choices=[*ACCURACY_TABLES, "cost"], default=[*ACCURACY_TABLES, "cost"])
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="(setting, seed) groups at once")
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: the working tree has uncommitted changes; the tables will say dirty: true", file=sys.stderr)
     start = time.perf_counter()
     if "cost" in args.tables:  # alone on the machine, before the accuracy groups share it
-        methods = {m: (m, {}) for m in args.methods}
+        methods = {k: v for k, v in RUNS.items() if v[0] in args.methods}
         rows = cost_runs(methods, size["cost_epochs"] + 1, size["repeats"])
         write_table("cost", rows, header=header, size=size, out_dir=out_dir, extra={
             "varies": ["repeat (order rotated; noise, stage one and stage two fixed at seed 0)"]})
