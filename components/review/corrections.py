@@ -54,6 +54,46 @@ def _lookup(table: RowTable, key: str) -> tuple[dict, dict]:
     return usable, test
 
 
+class RowChecker:
+    """The checks of one corrections row, shared by the CSV reader and `lnlflow review serve`'s API: the sample
+    (`key` = source_row or file) must be a training or validation row, the label a class, trusted a yes/no word."""
+
+    def __init__(self, *, classes: tuple[str, ...] | list[str], table: RowTable, key: str, where: str) -> None:
+        if key == "file" and not table.has_files:
+            raise LnlError(f"{where}: names samples by file, but this data source has no files; use source_row")
+        self.key, self.usable, self.test = key, *_lookup(table, key)
+        self.lookup = {name: i for i, name in enumerate(classes)}
+
+    def name(self, cells: dict, where: str) -> int | str:
+        """The sample's name as the table holds it (source_row as an int); one error unless it is usable."""
+        key, value = self.key, cells.get(self.key, "")
+        if key == "source_row":
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise LnlError(f"{where}: source_row must be a whole number, got {cells.get(key)!r}") from None
+        if value in self.test and value not in self.usable:
+            raise LnlError(f"{where}: {key} {value!r} is in the test split; corrections change training "
+                           "labels, the test labels stay the ground truth")
+        if value not in self.usable:
+            what = (f"a training or validation row of the source (rows {min(self.usable)}..{max(self.usable)})"
+                    if key == "source_row" else "a training or validation file under data.root")
+            raise LnlError(f"{where}: {key} {value!r} is not {what}; see reports/label_issues.csv")
+        return value
+
+    def check(self, cells: dict, where: str) -> tuple[int | str, int, int, bool]:
+        """(sample name, stored row, class index or -1 = keep, trusted) of one row of cells (stripped strings)."""
+        value = self.name(cells, where)
+        label = cells.get("label", "")
+        if label and label not in self.lookup:
+            shown = ", ".join(list(self.lookup)[:10]) + (", …" if len(self.lookup) > 10 else "")
+            raise LnlError(f"{where}: label {label!r} is not a class ({shown})")
+        word = cells.get("trusted", "").lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise LnlError(f"{where}: trusted must be 1/0/true/false/yes/no or empty, got {cells['trusted']!r}")
+        return value, self.usable[value], self.lookup[label] if label else -1, word in TRUE_WORDS
+
+
 def read_corrections(path: str | Path, *, classes: tuple[str, ...] | list[str], table: RowTable) -> Corrections:
     """Parse and check the corrections CSV against the stored rows and the class list."""
     path = Path(path)
@@ -76,35 +116,13 @@ def read_corrections(path: str | Path, *, classes: tuple[str, ...] | list[str], 
     if unknown:
         raise LnlError(f"{where}: unknown column(s) {', '.join(sorted(unknown))} (columns: {keys[0]},label[,trusted])")
     key = keys[0]
-    if key == "file" and not table.has_files:
-        raise LnlError(f"{where}: names samples by file, but this data source has no files; use source_row")
-    usable, test = _lookup(table, key)
-    lookup = {name: i for i, name in enumerate(classes)}
+    checker = RowChecker(classes=classes, table=table, key=key, where=where)
     rows, labels, trusted, first = [], [], [], {}
     for line, cells in lines:
-        value = cells.get(key, "")
-        if key == "source_row":
-            try:
-                value = int(value)
-            except ValueError:
-                raise LnlError(f"{where} line {line}: source_row must be a whole number, got {cells.get(key)!r}") from None
-        if value in test and value not in usable:
-            raise LnlError(f"{where} line {line}: {key} {value!r} is in the test split; corrections change training "
-                           "labels, the test labels stay the ground truth")
-        if value not in usable:
-            what = (f"a training or validation row of the source (rows {min(usable)}..{max(usable)})"
-                    if key == "source_row" else "a training or validation file under data.root")
-            raise LnlError(f"{where} line {line}: {key} {value!r} is not {what}; see reports/label_issues.csv")
+        value, row, label, verified = checker.check(cells, f"{where} line {line}")
         if first.setdefault(value, line) != line:
             raise LnlError(f"{where} lines {first[value]} and {line} both name {key} {value!r} (one row per sample)")
-        label = cells.get("label", "")
-        if label and label not in lookup:
-            shown = ", ".join(list(lookup)[:10]) + (", …" if len(lookup) > 10 else "")
-            raise LnlError(f"{where} line {line}: label {label!r} is not a class ({shown})")
-        word = cells.get("trusted", "").lower()
-        if word not in TRUE_WORDS | FALSE_WORDS:
-            raise LnlError(f"{where} line {line}: trusted must be 1/0/true/false/yes/no or empty, got {cells['trusted']!r}")
-        rows.append(usable[value])
-        labels.append(lookup[label] if label else -1)
-        trusted.append(word in TRUE_WORDS)
+        rows.append(row)
+        labels.append(label)
+        trusted.append(verified)
     return Corrections(np.array(rows, dtype=np.int64), np.array(labels, dtype=np.int64), np.array(trusted, dtype=bool))
