@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from components.data.rows import SPLITS, read_rows
 from components.data.encoded import open_store
 from components.errors import LnlError
 from components.io import read_json, write_json, write_text
+from components.review.corrections import read_correction_rows, save_corrections
 from components.review.label_studio import (KEYS, chosen_class, corrections_from_export, export_tasks, label_config,
                                             merge_corrections, row_key, sample_kind)
 
@@ -94,24 +94,6 @@ def export(top: int, out: Path) -> None:
           "`lnlflow review import FILE`")
 
 
-def _read_corrections(path: Path) -> list[dict]:
-    """The rows of an existing corrections CSV (none when the file does not exist)."""
-    if not path.is_file():
-        return []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise LnlError(f"{path}: cannot read ({error})") from None
-    keys = [k for k in KEYS if k in columns]
-    if len(keys) != 1 or "label" not in columns or set(columns) - {*keys, "label", "trusted"}:
-        raise LnlError(f"{path}: the header must be source_row,label[,trusted] or file,label[,trusted] "
-                       f"(got {','.join(columns) or 'nothing'})")
-    return rows
-
-
 def _check_known(rows: list[dict], source: Path) -> None:
     """Every imported row names a training or validation sample of this project's data."""
     if not rows:
@@ -125,18 +107,9 @@ def _check_known(rows: list[dict], source: Path) -> None:
                            f"({paths.ROWS_CSV}); was the Label Studio project made from another project's export?")
 
 
-def _csv_text(rows: list[dict], key: str) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([key, "label", "trusted"])
-    writer.writerows([row[key], row["label"], row["trusted"]] for row in rows)
-    return buffer.getvalue()
-
-
 def import_(source: Path, corrections: Path | None) -> None:
     """Merge the Label Studio JSON export `source` into the corrections CSV."""
     from components.config import load_params
-    from components.params_file import apply_overrides
 
     configured = load_params(PARAMS).data.corrections
     try:
@@ -147,7 +120,7 @@ def import_(source: Path, corrections: Path | None) -> None:
         raise LnlError(f"{source}: not readable JSON ({error}); export from Label Studio as JSON") from None
     classes = _classes()
     target = corrections or Path(configured or DEFAULT_CORRECTIONS)
-    existing = _read_corrections(target)
+    existing = read_correction_rows(target)
     try:
         new = corrections_from_export(export_data, classes=classes, key=row_key(existing, str(target)))
     except LnlError as error:
@@ -157,10 +130,10 @@ def import_(source: Path, corrections: Path | None) -> None:
         raise LnlError(f"{source}: no task has a submitted annotation ({skipped} skipped); nothing imported")
     _check_known(new, source)
     merged = merge_corrections(existing, new)
-    write_text(target, _csv_text(merged, row_key(merged, str(target)) or KEYS[0]))
+    named = save_corrections(target, merged, row_key(merged, str(target)) or KEYS[0],
+                             params=PARAMS if configured is None else None)
     note = ""
-    if configured is None:
-        apply_overrides(PARAMS, {"data.corrections": str(target)})
+    if named:
         note = f"; {PARAMS} data.corrections set to {target}"
     elif corrections is not None and Path(configured) != corrections:
         note = f"; note: {PARAMS} data.corrections names {configured}, which the pipeline reads instead"

@@ -10,6 +10,7 @@ one error naming the CSV line, raised before anything is written.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from components.data.rows import SPLITS, RowTable
 from components.errors import LnlError
+from components.io import write_text
 
 KEYS = ("source_row", "file")
 TRUE_WORDS, FALSE_WORDS = {"1", "true", "yes"}, {"0", "false", "no", ""}
@@ -126,3 +128,37 @@ def read_corrections(path: str | Path, *, classes: tuple[str, ...] | list[str], 
         labels.append(label)
         trusted.append(verified)
     return Corrections(np.array(rows, dtype=np.int64), np.array(labels, dtype=np.int64), np.array(trusted, dtype=bool))
+
+
+def read_correction_rows(path: Path) -> list[dict]:
+    """The rows of an existing corrections CSV as stripped strings (none when the file does not exist), for the
+    tools that edit it; a header other than source_row|file,label[,trusted] is one error."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise LnlError(f"{path}: cannot read ({error})") from None
+    keys = [k for k in KEYS if k in columns]
+    if len(keys) != 1 or "label" not in columns or set(columns) - {*keys, "label", "trusted"}:
+        raise LnlError(f"{path}: the header must be source_row,label[,trusted] or file,label[,trusted] "
+                       f"(got {','.join(columns) or 'nothing'})")
+    return rows
+
+
+def save_corrections(path: Path, rows: list[dict], key: str, *, params: Path | None = None,
+                     name: str | None = None) -> bool:
+    """Write `rows` ({key, "label", "trusted"}) as the corrections CSV `path`, atomically (a temporary file, then one
+    rename). With `params`, also set its data.corrections to `name` (how params.yaml refers to the file) through the
+    round-trip writer, which keeps every other byte; returns whether params.yaml changed."""
+    from components.params_file import apply_overrides
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([key, "label", "trusted"])
+    writer.writerows([row[key], row["label"], row["trusted"]] for row in rows)
+    write_text(path, buffer.getvalue())
+    return bool(params and apply_overrides(params, {"data.corrections": str(name or path)}))
