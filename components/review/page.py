@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from components.io import write_text
+from components.review.health import CSS as HEALTH_CSS, health_html
 from components.review.thumbnails import feature_text, png_data_uri
 
 THUMB = 96  # displayed thumbnail side in CSS pixels; images are enlarged to at least this by whole factors
@@ -38,15 +39,16 @@ th:first-child,td:first-child{text-align:left}.filters{position:sticky;top:0;z-i
 _JS = """
 const $ = id => document.getElementById(id);
 function applyFilters() {
-  const g = $('f-given').value, p = $('f-pred').value, hv = $('f-verified').checked;
+  const g = $('f-given').value, p = $('f-pred').value, hv = $('f-verified').checked, ov = $('f-only-verified').checked;
   let shown = 0;
   for (const c of document.querySelectorAll('.card')) {
-    const show = (!g || c.dataset.given === g) && (!p || c.dataset.predicted === p) && !(hv && c.dataset.verified === '1');
+    const v = c.dataset.verified === '1';
+    const show = (!g || c.dataset.given === g) && (!p || c.dataset.predicted === p) && !(hv && v) && !(ov && !v);
     c.hidden = !show; shown += show;
   }
   $('n-shown').textContent = shown;
 }
-for (const id of ['f-given', 'f-pred', 'f-verified']) $(id).addEventListener('change', applyFilters);
+for (const id of ['f-given', 'f-pred', 'f-verified', 'f-only-verified']) $(id).addEventListener('change', applyFilters);
 window.addEventListener('load', () => {
   const imgs = Array.from(document.images);
   document.body.dataset.images = imgs.filter(i => i.complete && i.naturalWidth > 0).length + '/' + imgs.length;
@@ -94,10 +96,12 @@ def _card(rank: int, row: dict, sample: np.ndarray) -> str:
 
 
 def write_review_page(path: str | Path, *, rows: list[dict], samples: np.ndarray, classes: Sequence[str],
-                      class_counts: dict[str, dict[str, int]], title: str, note: str = "") -> None:
-    """Write one self-contained HTML review page of `rows` (most doubtful first) with their `samples`
-    (images (n, C, H, W) or feature rows (n, d), same order), per-class `class_counts` ({"train", "flagged",
-    "shown"} per class name), and filters by given/predicted class and to hide verified rows. Atomic write."""
+                      class_counts: dict[str, dict[str, int]], title: str, note: str = "",
+                      health: dict | None = None) -> None:
+    """Write one self-contained HTML review page of `rows` (most doubtful first, verified ones marked) with their
+    `samples` (images (n, C, H, W) or feature rows (n, d), same order), per-class `class_counts` ({"train",
+    "flagged", "shown"} per class name), filters by given/predicted class and to hide or show only verified rows,
+    and eval.json's `label_health` summary on top when `health` is given (components/review/health.py). Atomic."""
     samples = np.asarray(samples)
     _check(rows, samples, classes)
     e = html.escape
@@ -111,12 +115,13 @@ def write_review_page(path: str | Path, *, rows: list[dict], samples: np.ndarray
     text = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(title)}</title><style>{_CSS}</style></head>
-<body><h1>{e(title)}</h1>{f'<p class="note">{e(note)}</p>' if note else ""}
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{e(title)}</title><style>{_CSS}{HEALTH_CSS}</style></head>
+<body><h1>{e(title)}</h1>{f'<p class="note">{e(note)}</p>' if note else ""}{health_html(health)}
 <div class="counts"><table><thead><tr><th>class</th><th>train labels</th><th>flagged</th><th>shown</th></tr></thead><tbody>{counts}</tbody></table></div>
 <div class="filters"><label>given <select id="f-given">{options}</select></label>
 <label>predicted <select id="f-pred">{options}</select></label>
 <label><input type="checkbox" id="f-verified"> hide verified</label>
+<label><input type="checkbox" id="f-only-verified"> only verified</label>
 <span><span id="n-shown">{len(rows)}</span> of {len(rows)} shown</span></div>
 <div class="grid">
 {cards}

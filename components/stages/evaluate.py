@@ -131,25 +131,32 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
 
 def review_page(path: Path, metrics: dict, ex: dict, X: np.ndarray, order: np.ndarray, report: dict, *,
                 top: int, threshold: float) -> None:
-    """reports/label_issues.html: the `top` most probably wrong unverified labels with their images or features."""
+    """reports/label_issues.html: the `top` most probably wrong unverified labels with their images or features,
+    then (up to `top` of) the rows a person verified, marked, so a review round shows what it fixed."""
     classes, given, verified, p = ex["classes"], ex["given"], ex["verified"], ex["p_wrong"]
-    shown = [i for i in order if not verified[i]][:top]
+    checked = [i for i in order if verified[i]][:top]
+    shown = [i for i in order if not verified[i]][:top] + checked
     known = ex["noise"]["kind"] != "none"
     rows = [{"source_row": int(report["source_row"][i]), "file": report["file"][i] if report["file"] else "",
              "given_class": classes[given[i]], "predicted_class": classes[report["predicted"][i]],
              "p_label_wrong": float(p[i]), "model_p_given_label": float(report["p_given"][i]),
-             "verified": 0, "known_noisy": (int(ex["is_noisy"][i]) if ex["known"][i] else None) if known else None}
+             "verified": int(verified[i]),
+             "known_noisy": (int(ex["is_noisy"][i]) if ex["known"][i] else None) if known else None}
             for i in shown]
     flagged = (p > threshold) & ~verified
     picked = np.bincount(given[shown], minlength=len(classes)) if shown else np.zeros(len(classes), int)
     counts = {name: {"train": int((given == c).sum()), "flagged": int(flagged[given == c].sum()),
                      "shown": int(picked[c])} for c, name in enumerate(classes)}
+    n_verified = int(verified.sum())
+    listed = "" if not n_verified else (" (listed last, marked verified)" if len(checked) == n_verified
+                                        else f" (the first {len(checked)} listed last, marked verified)")
     note = (f"{metrics['method']}: {int(flagged.sum())} of {len(given)} training labels flagged (p > {threshold:g}); "
-            f"{int(verified.sum())} verified by a person. Predictions from the model selected by "
-            f"{metrics['selection_rule']} (epoch {metrics['selected_epoch']}). Fix labels with data.corrections "
-            "or lnlflow review export.")
+            f"{n_verified} verified by a person{listed}. Predictions from the model selected by "
+            f"{metrics['selection_rule']} (epoch {metrics['selected_epoch']}). Fix labels with lnlflow review serve, "
+            "data.corrections or lnlflow review export.")
     write_review_page(path, rows=rows, samples=X.take(ex["tr"][np.asarray(shown, dtype=np.int64)]), classes=classes,
-                      class_counts=counts, title="lnlflow — labels most probably wrong", note=note)
+                      class_counts=counts, title="lnlflow — labels most probably wrong", note=note,
+                      health=metrics.get("label_health"))
 
 
 def write_report_and_plots(metrics: dict, ex: dict, X: np.ndarray, *, top: int, threshold: float) -> None:

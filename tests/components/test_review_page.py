@@ -135,3 +135,12 @@ def test_images_render_in_headless_chromium(tmp_path):
     expected = [(r["given_class"], "0") for r in rows if r["given_class"] == "3" and not r["verified"]]
     assert visible == expected and expected
     assert f'<span id="n-shown">{len(expected)}</span>' in dom
+
+    # "only verified" leaves exactly the verified cards, each marked
+    driver = "<script>document.getElementById('f-only-verified').checked=true;applyFilters();</script></body>"
+    filtered.write_text(path.read_text().replace("</body>", driver))
+    dom = _chromium("--dump-dom", f"file://{filtered}", profile=tmp_path / "profile").stdout
+    cards = re.findall(r'<div class="card"[^>]*data-verified="(\d)"( hidden="")?>.*?row (\d+)</div>', dom)
+    visible = [int(row) for verified, hidden, row in cards if not hidden]
+    assert visible == [r["source_row"] for r in rows if r["verified"]] and visible
+    assert all(verified == "1" for verified, hidden, _ in cards if not hidden)
