@@ -26,7 +26,7 @@ HELP = {
     "track": "log the current pipeline outputs as one MLflow run and register the model (idempotent)",
     "summary": "print the results of the last pipeline run",
     "preset": "list the paper presets, or write one onto params.yaml (lnlflow preset NAME --root PATH)",
-    "review": "review the flagged labels in Label Studio: export --top K, then import its JSON export as corrections",
+    "review": "review the flagged labels: serve (a local page that writes corrections), or export/import (Label Studio)",
 }
 
 

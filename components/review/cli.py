@@ -1,4 +1,5 @@
-"""`lnlflow review export|import`: review the flagged labels in Label Studio and feed the verdicts back.
+"""`lnlflow review serve|export|import`: review the flagged labels on a local page or in Label Studio, and feed the
+verdicts back (`serve`: components/review/server.py).
 
 `export --top K` writes the K most doubtful unverified labels of reports/label_issues.csv as Label Studio tasks
 (with the model's guess as a pre-annotation) and the matching labeling config; `import FILE` merges a Label
@@ -144,8 +145,12 @@ def import_(source: Path, corrections: Path | None) -> None:
           f"skipped; {len(merged)} row(s) in the file){note}; run `dvc repro` to retrain on them")
 
 
-HELP = """Review the flagged labels in Label Studio (https://labelstud.io) and feed the verdicts back.
+HELP = """Review the flagged labels and feed the verdicts back: on a local page, or in Label Studio (https://labelstud.io).
 
+  lnlflow review serve [--host H] [--port P]
+      a local page (and JSON API) over reports/label_issues.csv, most probably wrong first: one key or click per
+      label, each decision written at once to the data.corrections CSV (created, and named in params.yaml, when there
+      is none). Loopback only by default; any other --host needs the token printed at start (default port 8765).
   lnlflow review export --top K [--out DIR]
       the K most doubtful unverified labels of reports/label_issues.csv as DIR/tasks.json (Label Studio tasks,
       the model's guess as a pre-annotation) and DIR/label_config.xml (default DIR: review/label_studio)
@@ -158,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lnlflow review", description=HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
+    page = sub.add_parser("serve", help="a local review page that writes each decision to the corrections CSV")
+    page.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (another address needs the token)")
+    page.add_argument("--port", type=int, default=8765, help="default: 8765 (0: any free port)")
     out = sub.add_parser("export", help="write Label Studio tasks for the most doubtful labels")
     out.add_argument("--top", metavar="K", required=True, help="how many labels to review")
     out.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}")
@@ -165,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     back.add_argument("file", type=Path, help="the Label Studio JSON export")
     back.add_argument("--corrections", metavar="PATH", type=Path, help="default: params.yaml data.corrections")
     args = parser.parse_args(argv)
-    if args.action == "export":
+    if args.action == "serve":
+        from components.review.server import serve
+
+        serve(args.host, args.port)
+    elif args.action == "export":
         export(_top(args.top), args.out)
     else:
         import_(args.file, args.corrections)

@@ -21,6 +21,11 @@ def to_uint8_image(sample: np.ndarray) -> np.ndarray:
 def png_data_uri(sample: np.ndarray, *, min_side: int = 64) -> str:
     """A `data:image/png;base64,…` URI of one stored image, enlarged by a whole factor (nearest neighbour) so that
     its shorter side is at least `min_side` pixels: an 8×8 digit stays crisp instead of a blur."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(sample, min_side=min_side)).decode("ascii")
+
+
+def png_bytes(sample: np.ndarray, *, min_side: int = 64) -> bytes:
+    """One stored image as PNG bytes, enlarged as `png_data_uri` does."""
     from PIL import Image
 
     pixels = to_uint8_image(sample)
@@ -29,7 +34,7 @@ def png_data_uri(sample: np.ndarray, *, min_side: int = 64) -> str:
         pixels = pixels.repeat(factor, axis=0).repeat(factor, axis=1)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 def feature_text(sample: np.ndarray, *, names: list[str] | None = None, limit: int = 12) -> str:
