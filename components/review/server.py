@@ -183,8 +183,12 @@ def serve(host: str = "127.0.0.1", port: int = 8765, root: Path = Path(".")) -> 
         shown = socket.gethostname()
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     app = create_app(session, token=token, allowed_hosts=allowed)
-    print(f"review: serving {len(session.report)} flagged labels of {session.report.path} at {url}", flush=True)
+    print(f"review: serving the {len(session.report)} labels of {session.report.path} at {url}", flush=True)
     print(f"review: every decision is written at once to {session.target} (data.corrections); "
           f"{'anyone with the token in this URL can write it; ' if token else ''}Ctrl+C stops", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully on Ctrl+C, then raises it again
+        pass
+    print(f"review: stopped; every decision is in {session.target}", flush=True)

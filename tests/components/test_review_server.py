@@ -238,7 +238,7 @@ def test_serve_off_loopback_prints_a_token_url_and_refuses_requests_without_it(p
                             text=True)
     try:
         line = proc.stdout.readline()
-        assert "review: serving 5 flagged labels" in line and "?token=" in line, line
+        assert "review: serving the 5 labels of reports/label_issues.csv at http://" in line and "?token=" in line, line
         port, token = line.split(":")[-1].split("/")[0], line.strip().split("?token=")[1]
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/progress", timeout=10)

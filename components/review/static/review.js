@@ -152,7 +152,9 @@ document.addEventListener('keydown', event => {
   if (event.target.matches && event.target.matches('input, select, textarea')) return;
   if ((event.ctrlKey || event.metaKey) && event.key === 'z') { event.preventDefault(); undo(); return; }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const key = event.key;
+  const key = event.key, here = S.items[S.cursor];
+  const waiting = S.status === 'unreviewed' && here && here.label != null && S.cursor === S.items.length - 1 && !S.done;
+  if (waiting && (key === 'Enter' || /^[0-9]$/.test(key))) { say('loading the next labels…'); more(); event.preventDefault(); return; }
   if (DIGITS && /^[0-9]$/.test(key) && Number(key) < CLASSES.length) decide(S.cursor, CLASSES[Number(key)]);
   else if (key === 'Enter') decide(S.cursor, '');
   else if (key === 'ArrowDown' || key === 'j') setCursor(S.cursor + 1);
@@ -179,6 +181,8 @@ async function more() {
     const start = S.items.length;
     S.items.push(...fresh);
     fresh.forEach((_, k) => render(start + k));
+    const here = S.items[S.cursor];
+    if (fresh.length && S.status === 'unreviewed' && here && here.label != null && S.cursor === start - 1) { setCursor(start); say(''); }
     $('more').hidden = S.done;
     if (!S.items.length) $('list').append(el('p', {}, S.status === 'unreviewed' ? 'Nothing left to review.' : 'No verified labels yet.'));
   } catch (error) { say(error.message); } finally { S.loading = false; }
