@@ -13,8 +13,9 @@ from typing import Any
 CSS = """
 .health{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:0 0 1em;max-width:60em}
 .health h2{font-size:1.1em;margin:0 0 .3em}.health .rate{font-size:1.5em;font-weight:700;color:#b3261e}
-.health table{margin:.3em 0}.health td.bar{min-width:8em;text-align:left}
-.health .bar span{display:inline-block;height:.7em;background:#e57373;vertical-align:middle}
+.health table{margin:.3em 0;border-collapse:collapse}.health td,.health th{padding:1px 10px;text-align:right}
+.health td:first-child,.health th:first-child{text-align:left}.health td.rate-bar{min-width:8em;text-align:left}
+.health .rate-bar span{display:inline-block;height:.7em;background:#e57373;vertical-align:middle}
 .health ul{margin:.2em 0;padding-left:1.2em}
 """
 
@@ -39,7 +40,7 @@ def _per_class(rows: Any) -> str:
         if rate is None or "class" not in row or isinstance(n, bool) or not isinstance(n, int):
             return ""
         cells.append(f'<tr><td>{html.escape(str(row["class"]))}</td><td>{n}</td><td>{_pct(rate)}</td>'
-                     f'<td class="bar"><span style="width:{100 * rate:.1f}%"></span></td></tr>')
+                     f'<td class="rate-bar"><span style="width:{100 * rate:.1f}%"></span></td></tr>')
     if not cells:
         return ""
     return ('<details><summary>per class</summary><table><thead><tr><th>class</th><th>labels</th>'
