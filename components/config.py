@@ -597,7 +597,8 @@ class EvaluateParams(Section):
 
     threshold: float = Field(0.5, gt=0, lt=1, description="p(label wrong) above which a label is flagged")
     review_top: int = Field(200, ge=1, le=5000, description="reports/label_issues.html shows this many of the most "
-                            "probably wrong unverified labels (each with its image inlined)")
+                            "probably wrong unverified labels (each with its image inlined), then up to as many "
+                            "verified ones")
 
 
 class TrackingParams(Section):

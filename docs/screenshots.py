@@ -5,9 +5,12 @@ It drives the real servers on loopback, against the project in the current folde
 2. an MLflow UI on the project's mlflow.db;
 3. a Prefect server with its own PREFECT_HOME under .lnlflow/, the served deployment (`python -m flows.deploy`)
    and one run of it, so the flow run page and the deployment's upcoming runs have something to show;
-4. Chromium (Debian's package: `apt-get install chromium`), driven by Playwright (`make screenshots` installs the
+4. `lnlflow review serve` on the project's label-issue report (it only reads: no decision is made);
+5. Chromium (Debian's package: `apt-get install chromium`), driven by Playwright (`make screenshots` installs the
    Python package; it uses the system Chromium, it downloads no browser), renders each page to a PNG after the
    single-page app has had real time to fetch and draw (MLflow's charts never draw under Chromium's virtual time).
+
+`python docs/screenshots.py review` takes only the review page (docs/img/review_page.png), after `dvc repro`.
 
 Every server is stopped by its PID at the end, whatever happened.
 """
@@ -127,6 +130,13 @@ def main() -> None:
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
 
     subprocess.run(["dvc", "repro"], cwd=ROOT, env=env, check=True)
+    if sys.argv[1:] == ["review"]:
+        camera = Camera(chromium)
+        try:
+            shoot_review(camera, env, work)
+        finally:
+            camera.close()
+        return
     os.environ.setdefault("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
     from components.config import load_params
     from components.tracking import track
@@ -162,6 +172,7 @@ def main() -> None:
             try:
                 take(camera, mlflow_url, prefect_url, tracked["experiment_id"], tracked["run_id"], model, version,
                      deployment["id"], flow_run["id"])
+                shoot_review(camera, env, work)
             finally:
                 camera.close()
 
@@ -179,6 +190,15 @@ def take(camera: Camera, mlflow_url: str, prefect_url: str, experiment_id: str, 
     camera.shoot(f"{prefect_url}/runs/flow-run/{flow_run_id}?tab=Task+Runs", "prefect_flow_run")
     camera.shoot(f"{prefect_url}/deployments/deployment/{deployment_id}?tab=Upcoming", "prefect_deployment")
     camera.shoot(f"{prefect_url}/deployments/deployment/{deployment_id}/run", "prefect_run_form")
+
+
+def shoot_review(camera: Camera, env: dict[str, str], work: Path) -> None:
+    """`lnlflow review serve` (this checkout's) on a free loopback port, its page as the reviewer first sees it."""
+    port = free_port()
+    command = [sys.executable, "-m", "components.cli", "review", "serve", "--port", str(port)]
+    with process(command, env, work / "review.log"):
+        wait_http(f"http://127.0.0.1:{port}/api/progress", 120)
+        camera.shoot(f"http://127.0.0.1:{port}/", "review_page", 4000)
 
 
 def wait_deployment(base: str, name: str, timeout: float) -> dict:
