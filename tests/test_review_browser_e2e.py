@@ -94,6 +94,8 @@ def wait_disk(ws: Path, row: int, present: bool = True, timeout: float = 15) -> 
 
 
 def current(page) -> tuple[int, str]:
+    """The label the cursor is on, once it is one still to decide (at the end of a page: once the next is in)."""
+    page.wait_for_selector(".card.current:not(.decided)")
     card = page.locator(".card.current")
     return int(card.get_attribute("data-row")), card.locator(".given-class").inner_text()
 
@@ -105,6 +107,8 @@ def open_page(page, url: str, status: str = "unreviewed") -> None:
 
 def test_review_journey_in_chromium(tmp_path, mlflow_db):
     chromium = _chromium()
+    from playwright.sync_api import expect
+
     ws = make_workspace(tmp_path / "ws", git=False)
     write_params(ws, stage2={"epochs": 2, "method": "ce"})
     run(["dvc", "repro"], ws)
@@ -154,7 +158,7 @@ def test_review_journey_in_chromium(tmp_path, mlflow_db):
             wait_disk(ws, row)
         assert decided_rows(ws) == {**changed, **{row: "" for row in kept}}
         reviewed = len(changed) + len(kept)  # the page counts a decision once its answer is in, just after the disk
-        page.wait_for_function(f"document.getElementById('n-reviewed').textContent === '{reviewed}'")
+        expect(page.locator("#n-reviewed")).to_have_text(str(reviewed))  # no wait_for_function: the CSP forbids eval
         assert page.inner_text("#n-changed") == "20"
 
         page.reload()  # decisions kept: none of them is left to review, all are under Verified
