@@ -15,6 +15,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import tokenize
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -158,6 +159,8 @@ def write_reason(error: BaseException) -> str:
 def npz_reason(error: BaseException) -> str:
     """Why numpy could not read an .npz, without numpy's advice to unpickle the file."""
     text = str(error)
+    if isinstance(error, (SyntaxError, tokenize.TokenError)):
+        return "a member's .npy header is corrupt"
     if "Object arrays cannot be loaded" in text:
         return "it holds object arrays; lnlflow loads numeric and text arrays only, never pickled objects"
     if "pickled" in text or isinstance(error, pickle.UnpicklingError):
@@ -165,6 +168,66 @@ def npz_reason(error: BaseException) -> str:
     if isinstance(error, (zipfile.BadZipFile, EOFError)) or "zip" in text.lower() or "CRC" in text:
         return f"truncated or corrupt archive: {first_line(error)}"
     return first_line(error)
+
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def npy_head_reason(head: bytes) -> str | None:
+    """Why bytes meant to be a .npy array are not one, judged by how they start; None when they start like one."""
+    if not head:
+        return "empty, 0 bytes"
+    if head.startswith(NPY_MAGIC):
+        return None
+    if NPY_MAGIC.startswith(head):
+        return "truncated inside its header"
+    if head[:1] == b"\x80" and head[1:2] and 2 <= head[1] <= 5:  # pickle protocols 2-5 open with PROTO n
+        return "a Python pickle, which lnlflow never unpickles"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (an .npz?), not a single array"
+    return "no .npy header, so not an array written by numpy.save"
+
+
+def npy_reason(error: BaseException) -> str:
+    """Why numpy could not read a file that starts with the .npy header, without its advice to unpickle it."""
+    text = first_line(error)
+    if isinstance(error, (SyntaxError, tokenize.TokenError)) or "parse header" in text or "Header" in text:
+        return "corrupt .npy header"
+    if "Object arrays cannot be loaded" in text or "pickled" in text or "Python objects" in text:
+        return "it holds object arrays; lnlflow loads numeric and text arrays only, never pickled objects"
+    if "EOF" in text or "Failed to read all data" in text or "greater than file size" in text:
+        return f"truncated: {text}"
+    return f"corrupt: {text}"
+
+
+def load_npy(path: str | Path, *, where: str, mmap: bool = False) -> Any:
+    """A .npy array (memory-mapped if `mmap`), never unpickling anything: a file that is not one is one LnlError
+    `"{where}: not a valid .npy file ({reason})"`."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as handle:
+            reason = npy_head_reason(handle.read(len(NPY_MAGIC)))
+        if reason is None:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except OSError as error:
+        if error.errno is not None:
+            raise LnlError(f"{where}: cannot read it ({error.strerror})") from None
+        reason = npy_reason(error)
+    except (ValueError, EOFError, SyntaxError, tokenize.TokenError, pickle.UnpicklingError, TypeError) as error:
+        reason = npy_reason(error)
+    raise LnlError(f"{where}: not a valid .npy file ({reason})")
+
+
+def _npz_member(archive: Any, key: str, where: str) -> Any:
+    """Member `key` of an open NpzFile; numpy hands back the raw bytes of a member that is no .npy array."""
+    import numpy as np
+
+    value = archive[key]
+    if isinstance(value, np.ndarray):
+        return value
+    reason = npy_head_reason(bytes(value[: len(NPY_MAGIC)])) or "not a .npy array"
+    raise LnlError(f"{where}: not a valid .npz file (member {key}.npy: {reason})")
 
 
 def read_npz_arrays(path: str | Path, keys: Sequence[str], *, optional: Sequence[str] = (),
@@ -183,12 +246,13 @@ def read_npz_arrays(path: str | Path, keys: Sequence[str], *, optional: Sequence
             missing = [k for k in keys if k not in archive.files]
             if missing:
                 raise LnlError(f"{where}: lacks array(s) {', '.join(missing)}{lacking}")
-            return {k: archive[k] for k in (*keys, *(k for k in optional if k in archive.files))}
+            return {k: _npz_member(archive, k, where) for k in (*keys, *(k for k in optional if k in archive.files))}
     except OSError as error:
         if error.errno is None:  # zip errors that are no OS error
             raise LnlError(f"{where}: not a valid .npz file ({npz_reason(error)})") from None
         raise LnlError(f"{where}: cannot read it ({error.strerror})") from None
-    except (zipfile.BadZipFile, ValueError, EOFError, pickle.UnpicklingError, AttributeError) as error:
+    except (zipfile.BadZipFile, ValueError, EOFError, pickle.UnpicklingError, AttributeError, SyntaxError,
+            tokenize.TokenError) as error:
         raise LnlError(f"{where}: not a valid .npz file ({npz_reason(error)})") from None
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from components.data.dataset import Dataset
 from components.errors import LnlError
-from components.io import read_npz_arrays
+from components.io import load_npy, read_npz_arrays
 
 
 def load_digits_source(cfg) -> Dataset:
@@ -180,10 +180,7 @@ def load_npy_source(cfg) -> Dataset:
             if required:
                 raise LnlError(f"{where}: {name}.npy not found (the folder needs X.npy and y.npy)")
             return None
-        try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise LnlError(f"{where}: {name}.npy is not a readable .npy array ({error})") from None
+        return load_npy(path, where=f"data.path {path}", mmap=mmap)
 
     X, y_raw = array("X", mmap=True), array("y")
     classes = array("classes", required=False)

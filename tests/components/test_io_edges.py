@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import stat
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import torch
 
 import components.io as cio
 from components.errors import LnlError
-from components.io import atomic_dir, check_writable, load_torch, read_npz_arrays, read_tsv, save_torch, write_text
+from components.io import (atomic_dir, check_writable, load_npy, load_torch, read_npz_arrays, read_tsv, save_torch,
+                           write_text)
 from components.models import load_model_checkpoint, save_model_checkpoint
 from components.models.weights import read_state_dict
 from components.stages.common import run_stage
@@ -188,6 +191,40 @@ def test_invalid_npz_files(tmp_path):
         read_npz_arrays(tmp_path / "absent.npz", ("X",))
     with pytest.raises(LnlError, match=r"good.npz: lacks array\(s\) Z \(hint\)"):
         read_npz_arrays(good, ("Z",), lacking=" (hint)")
+
+
+def _npy(kind: str) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(40, dtype=np.int64).reshape(10, 4))
+    good = buffer.getvalue()
+    return {"pickle": pickle.dumps([1, 2, 3]), "garbage": b"label,pixels\n3,0 0 0\n", "empty": b"",
+            "cut": good[:200], "header": good[:10] + b"{'descr': <i8" + good[23:]}[kind]
+
+
+NPY_REASONS = {"pickle": "a Python pickle, which lnlflow never unpickles",
+               "garbage": "no .npy header, so not an array written by numpy.save", "empty": "empty, 0 bytes",
+               "cut": "truncated: Failed to read all data for array. Expected (10, 4) = 40 elements, could only "
+                      "read 9 elements. (file seems not fully written?)",
+               "header": "corrupt .npy header"}
+
+
+@pytest.mark.parametrize("kind", NPY_REASONS)
+def test_invalid_npy_files_are_one_line_and_garbage_is_not_called_a_pickle(kind, tmp_path):
+    (tmp_path / "X.npy").write_bytes(_npy(kind))
+    with pytest.raises(LnlError) as error:
+        load_npy(tmp_path / "X.npy", where="data.path d/X.npy")
+    assert str(error.value) == f"data.path d/X.npy: not a valid .npy file ({NPY_REASONS[kind]})"
+    one_line_without_advice(str(error.value))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "garbage", "empty"])
+def test_an_npz_member_that_is_no_npy_array_is_one_line(kind, tmp_path):
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:  # numpy would hand its raw bytes back
+        archive.writestr("X.npy", _npy(kind))
+        archive.writestr("y.npy", _npy("cut"))
+    with pytest.raises(LnlError) as error:
+        read_npz_arrays(tmp_path / "bad.npz", ("X", "y"), where="data.path bad.npz")
+    assert str(error.value) == f"data.path bad.npz: not a valid .npz file (member X.npy: {NPY_REASONS[kind]})"
 
 
 def test_a_missing_or_corrupt_training_log_is_one_line(tmp_path):
