@@ -88,7 +88,31 @@ def save_torch(payload: Any, path: str | Path) -> None:
     import torch  # only the training stages pay for it
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(payload, handle)
+        writer = _WriteErrors(handle)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError as error:  # torch's zip writer reports a failed write as "unexpected pos" and the like
+            if writer.error is not None:
+                raise writer.error from error  # the OS's reason (a full disk: ENOSPC), named by atomic_path
+            raise
+
+
+class _WriteErrors:
+    """A file handle that remembers the OSError of a failed write: torch's zip writer turns it into a RuntimeError
+    ("[enforce fail at inline_container.cc] unexpected pos", "PytorchStreamWriter failed writing file")."""
+
+    def __init__(self, handle: Any):
+        self.handle, self.error = handle, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import io
 import os
 import pickle
 import stat
+import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -225,6 +226,33 @@ def test_an_npz_member_that_is_no_npy_array_is_one_line(kind, tmp_path):
     with pytest.raises(LnlError) as error:
         read_npz_arrays(tmp_path / "bad.npz", ("X", "y"), where="data.path bad.npz")
     assert str(error.value) == f"data.path bad.npz: not a valid .npz file (member X.npy: {NPY_REASONS[kind]})"
+
+
+@pytest.fixture()
+def full_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (a disk that fills up for real), unmounted afterwards; skipped where mounting is not allowed."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root or CAP_SYS_ADMIN needed): {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_torch_filling_the_disk_is_the_one_disk_full_line(full_tmpfs, capsys, monkeypatch):
+    monkeypatch.chdir(full_tmpfs)
+
+    def write_model() -> None:  # torch reports the failed write as "[enforce fail at inline_container.cc] unexpected pos"
+        with atomic_dir("outputs/stage1") as out:
+            save_model_checkpoint(out / "base_model.pt", {"arch": "mlp"}, {"w": torch.zeros(600_000)})
+
+    assert run_stage("stage1", write_model) == 1
+    assert capsys.readouterr().err == "lnlflow stage1: error: outputs/stage1/base_model.pt: No space left on device\n"
+    assert [p.name for p in Path("outputs").iterdir()] == []  # nothing half-written
+    save_torch({"w": torch.zeros(1000)}, "outputs/ok.pt")  # the space is free again: a later write succeeds
+    assert torch.load("outputs/ok.pt", weights_only=True)["w"].shape == (1000,)
 
 
 def test_a_missing_or_corrupt_training_log_is_one_line(tmp_path):
