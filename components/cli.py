@@ -14,8 +14,9 @@ COMMANDS = {
     "summary": "components.summary",
     "preset": "components.presets",
     "review": "components.review.cli",
+    "verify": "components.integrity",
 }
-TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset", "review")  # see `lnlflow stage2 --help`
+TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset", "review", "verify")  # see `lnlflow stage2 --help`
 HELP = {
     "inputs": "fingerprint the files params.yaml names, so DVC re-runs what reads them (DVC stage)",
     "data": "materialise the dataset and its split (DVC stage)",
@@ -27,6 +28,7 @@ HELP = {
     "summary": "print the results of the last pipeline run",
     "preset": "list the paper presets, or write one onto params.yaml (lnlflow preset NAME --root PATH)",
     "review": "review the flagged labels: serve (a local page that writes corrections), or export/import (Label Studio)",
+    "verify": "hash the data store and the model files in full against the sha256 recorded when they were written",
 }
 
 

@@ -204,7 +204,7 @@ def read_inputs(root: Path) -> dict[str, Any]:
     if not (root / paths.REVIEW_PAGE).is_file():
         raise LnlError(f"{paths.REVIEW_PAGE}: file not found (run `dvc repro`)")
     with _relative(root, paths.MODEL_SELECTED):  # a corrupt model fails here, not inside the run
-        load_model_checkpoint(root / paths.MODEL_SELECTED)
+        load_model_checkpoint(root / paths.MODEL_SELECTED, checked=True)
     return found
 
 

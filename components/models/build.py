@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from components.errors import LnlError, first_line
+from components.integrity import check_model, write_sidecar
 from components.io import load_torch, save_torch
 
 
@@ -85,13 +86,18 @@ def save_model_checkpoint(path: str | Path, arch: dict[str, Any], state_dict: di
     """Write {arch, state_dict, meta} atomically; plain types only, so it loads with weights_only=True."""
     payload = {"arch": arch, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}, "meta": meta}
     save_torch(payload, path)
+    write_sidecar(Path(path))  # its sha256, checked before the pipeline loads it (components/integrity.py)
 
 
-def load_model_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Load a checkpoint written by `save_model_checkpoint` into a fresh model on `device`."""
+def load_model_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
+                          checked: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint written by `save_model_checkpoint` into a fresh model on `device`; `checked`: a pipeline
+    output, whose bytes must first match the sha256 recorded beside it."""
     path = Path(path)
     if not path.is_file():
         raise LnlError(f"{path}: model file not found (run the upstream stage first: dvc repro)")
+    if checked:
+        check_model(path)
     payload = load_torch(path, f"{path}: not a valid lnlflow model file", map_location=device)
     try:
         model = build_model(payload["arch"])

@@ -18,10 +18,10 @@ import numpy as np
 
 from components import paths
 from components.data.rows import SPLITS, read_rows
-from components.data.encoded import open_store
 from components.errors import LnlError
 from components.io import read_json, write_json, write_text
 from components.review.corrections import read_correction_rows, save_corrections
+from components.stages.common import open_checked_store
 from components.review.label_studio import (KEYS, chosen_class, corrections_from_export, export_tasks, label_config,
                                             merge_corrections, row_key, sample_kind)
 
@@ -69,7 +69,7 @@ def export(top: int, out: Path) -> None:
     if not picked:
         raise LnlError(f"{paths.LABEL_ISSUES}: every label in it is verified already; nothing to review")
     manifest, table, classes = read_json(paths.DATA_MANIFEST), read_rows(paths.ROWS_CSV), _classes()
-    X = open_store(paths.STORE)
+    X = open_checked_store()
     try:
         rows = np.array([int(r["dataset_row"]) for r in picked], dtype=np.int64)
         origin = np.array([int(r["source_row"]) for r in picked], dtype=np.int64)

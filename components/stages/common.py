@@ -78,11 +78,19 @@ def read_npz(path: Path, keys: tuple[str, ...], *, optional: tuple[str, ...] = (
 
 def load_prepared() -> dict:
     """Prepared dataset: y (clean), split indices, and X as the on-disk store (components/data/store.py: index it,
-    `take` rows or `load` it whole)."""
-    from components.data.encoded import open_store
-
+    `take` rows or `load` it whole), checked against its recorded digests."""
     arrays = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx", "test_idx"))
-    return {**arrays, "X": open_store(paths.STORE)}
+    return {**arrays, "X": open_checked_store()}
+
+
+def open_checked_store():
+    """The prepared store, its shards checked against store.json's sha256s first (components/integrity.py)."""
+    from components.data.encoded import open_store
+    from components.integrity import check_store
+
+    store = open_store(paths.STORE)
+    check_store(store)
+    return store
 
 
 def load_noisy() -> tuple[np.ndarray, np.ndarray]:

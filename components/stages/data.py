@@ -7,6 +7,7 @@ import numpy as np
 from components import paths
 from components.config import load_params
 from components.data import load_dataset, stratified_split
+from components.integrity import remember
 from components.io import atomic_dir, check_writable, sha256_file, write_json
 from components.stages.common import run_stage
 from components.data.record import input_record, source_record
@@ -60,6 +61,7 @@ def main() -> None:
         write_rows(out / paths.ROWS_CSV.name, split=split_codes(dataset.y.size, split), source_row=source_row,
                    file=files)
         write_json(out / paths.DATA_MANIFEST.name, manifest)
+    remember({paths.STORE / s["file"]: s["sha256"] for s in store.get("shards", [])})  # hashed as written
     print(
         f"data: {manifest['name']} — {manifest['n_samples']} samples, {manifest['n_classes']} classes, "
         f"train/val/test {manifest['split']['train']}/{manifest['split']['val']}/{manifest['split']['test']}"

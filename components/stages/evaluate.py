@@ -68,8 +68,8 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         scale = PIXEL_MAX if store.dtype == np.uint8 and store.ndim != 4 else None  # as training reads them
         return StreamedRows(store, idx, torch.device("cpu"), scale=scale)
 
-    last, _ = load_model_checkpoint(outputs.model_last)
-    selected, selected_ckpt = load_model_checkpoint(outputs.model_selected)
+    last, _ = load_model_checkpoint(outputs.model_last, checked=True)
+    selected, selected_ckpt = load_model_checkpoint(outputs.model_selected, checked=True)
     def acc(model, idx: np.ndarray) -> float | None:  # None on an empty split (data.val_fraction 0)
         return float((predict_logits(model, X(idx)).argmax(1).numpy() == y[idx]).mean()) if len(idx) else None
 
@@ -89,7 +89,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
     labelfree = {}
     if outputs.labelfree.is_file():
         kept = read_npz(outputs.labelfree, ("epochs", "ensemble_test_logits"))
-        single, _ = load_model_checkpoint(outputs.model_labelfree)
+        single, _ = load_model_checkpoint(outputs.model_labelfree, checked=True)
         labelfree = {
             "test_acc_labelfree_ensemble": float((kept["ensemble_test_logits"].argmax(1) == y[te]).mean()),
             "test_acc_labelfree_single": acc(single, te),

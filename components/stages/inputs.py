@@ -20,6 +20,7 @@ import yaml
 from components import paths
 from components.config import Params, load_params
 from components.errors import LnlError
+from components.integrity import repair_damaged
 from components.io import sha256_file, write_text
 from components.stages.common import run_stage
 
@@ -201,6 +202,8 @@ def main() -> None:
             write_text(rel, text)
     named = [f"{field} {entry['path']}" for text in texts.values() for field, entry in json.loads(text).items()]
     print("inputs: " + (", ".join(named) if named else "params.yaml names no input files"))
+    for line in repair_damaged():  # this stage runs first in every dvc repro: DVC then re-makes what it deletes
+        print(f"inputs: {line}")
 
 
 if __name__ == "__main__":

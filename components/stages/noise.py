@@ -12,9 +12,8 @@ from components.errors import LnlError
 from components.io import atomic_dir, check_writable, read_json, sha256_file, write_json
 from components.noise import inject_noise
 from components.noise.real import cifar_n_labels, real_manifest
-from components.stages.common import read_npz, run_stage
+from components.stages.common import open_checked_store, read_npz, run_stage
 from components.data.rows import read_rows
-from components.data.encoded import open_store
 from components.review.corrections import read_corrections
 from components.training.streams import stream_seed
 
@@ -83,7 +82,7 @@ def main() -> None:
         y_noisy, truth, manifest = _real(cfg, data, n_classes)
         noisy_mask, known = truth == 1, truth >= 0
     else:
-        store = open_store(paths.STORE) if cfg.kind == "instance" else None  # only instance noise reads pixels
+        store = open_checked_store() if cfg.kind == "instance" else None  # only instance noise reads pixels
 
         def pixels(rows: np.ndarray) -> np.ndarray | None:
             return store.take(rows) if store is not None else None

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         raise LnlError(f"{paths.DYNAMICS}: stage-one samples do not match the prepared training split; run dvc repro")
     seed_everything(stream_seed(cfg.seed, "stage2.global"))  # scratch and peer initialisation, dropout
     start = paths.LAST_MODEL if init == "base" and method_cls.warmup_end(params) == "last" else paths.BASE_MODEL
-    model, checkpoint = load_model_checkpoint(start, device=device)
+    model, checkpoint = load_model_checkpoint(start, device=device, checked=True)
     base_state = {k: v.clone() for k, v in model.state_dict().items()}
     if init == "scratch":  # a fresh network of the same architecture, seeded by stage2.seed
         model = build_model(checkpoint["arch"]).to(device)

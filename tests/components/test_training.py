@@ -375,9 +375,9 @@ def test_checkpoint_round_trip(tmp_path):
     model.eval()
     path = tmp_path / "sub" / "model.pt"
     save_model_checkpoint(path, arch, model.state_dict(), epoch=4, rule="label_wave")
-    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temp file left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt", "model.pt.sha256"]  # no temp file left
     torch.load(path, weights_only=True)  # loads without unpickling arbitrary objects
-    loaded, payload = load_model_checkpoint(path)
+    loaded, payload = load_model_checkpoint(path, checked=True)  # its bytes match the sidecar's sha256
     assert payload["arch"] == arch
     assert payload["meta"] == {"epoch": 4, "rule": "label_wave"}
     for key, value in model.state_dict().items():
