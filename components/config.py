@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from components.config_mlflow import LIMIT_ERROR, TrackingParams
 from components.errors import LnlError
 
 NOISE_KINDS = (
@@ -601,13 +602,6 @@ class EvaluateParams(Section):
                             "verified ones")
 
 
-class TrackingParams(Section):
-    """MLflow experiment and registered-model names."""
-
-    experiment: str = "lnlflow"
-    model_name: str = Field("lnlflow-digits", pattern=r"^[A-Za-z0-9_.\-]+$")
-
-
 class ScheduleParams(Section):
     """Prefect deployment schedule."""
 
@@ -647,7 +641,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         got = item.get("input")
-        quiet = item["type"] in ("missing", "extra_forbidden", "not_a_number") or isinstance(got, dict)
+        quiet = item["type"] in ("missing", "extra_forbidden", "not_a_number", LIMIT_ERROR) or isinstance(got, dict)
         shown = "" if quiet else f" (got {got!r})"
         lines.append(f"{field}: {message}{shown}")
     return f"{source}: " + "; ".join(lines)
