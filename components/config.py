@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from components.config_mlflow import LIMIT_ERROR, TrackingParams
 from components.errors import LnlError
+from components.noise_limits import params_noise_problem
 
 NOISE_KINDS = (
     "none",
@@ -657,7 +658,7 @@ def validate_params(raw: Any, *, source: str = "params") -> Params:
         params = Params.model_validate(raw)
     except ValidationError as error:
         raise LnlError(format_validation_error(error, source)) from None
-    if problem := untrusted_meta_set(params):
+    if problem := untrusted_meta_set(params) or params_noise_problem(params):
         raise LnlError(f"{source}: {problem}")
     return params
 

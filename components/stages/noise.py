@@ -11,6 +11,7 @@ from components.config import REAL_NOISE, load_params
 from components.errors import LnlError
 from components.io import atomic_dir, check_writable, read_json, sha256_file, write_json
 from components.noise import inject_noise
+from components.noise_limits import noise_limit_problem
 from components.noise.real import cifar_n_labels, real_manifest
 from components.stages.common import open_checked_store, read_npz, run_stage
 from components.data.rows import read_rows
@@ -75,9 +76,11 @@ def main() -> None:
     check_writable(folders=[paths.NOISY])
     data = read_npz(paths.DATASET_NPZ, ("y", "train_idx", "val_idx"), optional=("y_given", "noise_truth"))  # not X
     info = read_json(paths.DATA_MANIFEST)
+    n_classes = info["n_classes"]
+    if problem := noise_limit_problem(cfg.kind, cfg.rate, n_classes):  # params.yaml cannot know C for every source
+        raise LnlError(problem)
     corrections = _corrections(params.data.corrections, info)  # checked before any noise is drawn
     y, train, val = data["y"], data["train_idx"], data["val_idx"]
-    n_classes = info["n_classes"]
     if cfg.kind == REAL_NOISE:
         y_noisy, truth, manifest = _real(cfg, data, n_classes)
         noisy_mask, known = truth == 1, truth >= 0
