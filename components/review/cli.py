@@ -121,6 +121,9 @@ def import_(source: Path, corrections: Path | None) -> None:
         raise LnlError(f"{source}: not readable JSON ({error}); export from Label Studio as JSON") from None
     classes = _classes()
     target = corrections or Path(configured or DEFAULT_CORRECTIONS)
+    if not target.parent.is_dir():  # never create folders for it: a mistyped path would go unnoticed
+        what = "is not a folder" if target.parent.exists() else "does not exist"
+        raise LnlError(f"{target}: its folder {target.parent} {what}; create it first or name another corrections file")
     existing = read_correction_rows(target)
     try:
         new = corrections_from_export(export_data, classes=classes, key=row_key(existing, str(target)))

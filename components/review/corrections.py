@@ -96,16 +96,28 @@ class RowChecker:
         return value, self.usable[value], self.lookup[label] if label else -1, word in TRUE_WORDS
 
 
+def read_csv_rows(path: Path, where: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(header, [(CSV line, {column: cell})]) of a corrections CSV; a row with more cells than the header has
+    columns is an error naming its line (csv.DictReader would drop the extra cells without a word)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        lines = []
+        for row in reader:
+            if None in row:  # DictReader's key for the cells beyond the header
+                cells = len(columns) + len(row[None])
+                raise LnlError(f"{where} line {reader.line_num}: {cells} cells, but the header has {len(columns)} "
+                               f"columns ({','.join(columns)}); remove the extra cell(s) or quote a cell holding a comma")
+            lines.append((reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items()}))
+    return columns, lines
+
+
 def read_corrections(path: str | Path, *, classes: tuple[str, ...] | list[str], table: RowTable) -> Corrections:
     """Parse and check the corrections CSV against the stored rows and the class list."""
     path = Path(path)
     where = f"data.corrections {path}"
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            lines = [(reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k is not None})
-                     for row in reader]
+        columns, lines = read_csv_rows(path, where)
     except FileNotFoundError:
         raise LnlError(f"{where}: file not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
@@ -136,10 +148,8 @@ def read_correction_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+        columns, lines = read_csv_rows(path, str(path))
+        rows = [cells for _, cells in lines]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise LnlError(f"{path}: cannot read ({error})") from None
     keys = [k for k in KEYS if k in columns]

@@ -50,6 +50,9 @@ def test_rows_named_by_file(tmp_path):
     ("source_row,file,label\n1,a,cat\n", "the header must be"),
     ("source_row,label,note\n1,cat,hi\n", r"unknown column\(s\) note"),
     ("file,label\nimg/1.png,cat\n", "names samples by file, but this data source has no files; use source_row"),
+    ("source_row,label,trusted\n1,cat,1\n2,dog,1,checked by Ann\n",  # csv.DictReader drops the 4th cell silently
+     r"line 3: 4 cells, but the header has 3 columns \(source_row,label,trusted\); remove the extra cell\(s\) or "
+     r"quote a cell holding a comma$"),
 ])
 def test_bad_corrections_name_the_line(tmp_path, text, message):
     with pytest.raises(LnlError, match=message):
