@@ -37,8 +37,22 @@ def stratified_split(
         if n - n_test - n_val < 1:
             name = f"class {c}" + (f" ('{class_names[c]}')" if class_names and class_names[c] != str(c) else "")
             parts_named = "train/val/test" if n_val else "train/test"
-            raise LnlError(f"{name} has only {n} samples: too few for a {parts_named} split")
+            held, advice = _besides(y == c, trusted, test)
+            raise LnlError(f"{name} has only {n} samples{held}: too few for a {parts_named} split{advice}")
         parts["test"].append(members[:n_test])
         parts["val"].append(members[n_test : n_test + n_val])
         parts["train"].append(members[n_test + n_val :])
     return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+
+def _besides(members: np.ndarray, trusted: np.ndarray | None, test: np.ndarray | None) -> tuple[str, str]:
+    """(where a class's other samples went, what to do): its trusted rows (the validation split), its rows in the
+    official test set."""
+    held = [f"{int((members & mask).sum())} {what}" for mask, what in
+            ((trusted, "trusted ones (the validation split)"), (test, "in the official test set"))
+            if mask is not None and (members & mask).any()]
+    if not held:
+        return "", ""
+    advice = "; mark fewer of its rows trusted" if trusted is not None and (members & trusted).any() else ""
+    return f" besides its {' and '.join(held)}", advice

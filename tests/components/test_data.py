@@ -303,6 +303,18 @@ def test_split_too_small_class():
         _split(y)
 
 
+def test_a_class_whose_rows_are_all_trusted_names_the_cause():
+    y = np.array([0, 1] * 10)
+    with pytest.raises(LnlError) as error:
+        stratified_split(y, n_classes=2, val_fraction=0.1, test_fraction=0.2, seed=0, trusted=y == 0)
+    assert str(error.value) == ("class 0 has only 0 samples besides its 10 trusted ones (the validation split): too "
+                                "few for a train/test split; mark fewer of its rows trusted")
+    with pytest.raises(LnlError) as error:
+        stratified_split(y, n_classes=2, val_fraction=0.1, test_fraction=0.2, seed=0, test=y == 1)
+    assert str(error.value) == ("class 1 has only 0 samples besides its 10 in the official test set: too few for a "
+                                "train/val/test split")
+
+
 def test_npz_trusted_rows_become_the_validation_split(tmp_path):
     from components.config import DataParams
     from components.data import load_dataset, stratified_split
