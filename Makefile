@@ -72,6 +72,7 @@ prefect-server: install
 
 mlflow-ui: install
 	@echo "MLflow UI (model-training view): http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+	python -m components.mlflow_home  # a moved or copied project: point its artifact locations here
 	mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
 
 # Scaling out (README "Scaling out"). Other machines: MLFLOW_TRACKING_URI=http://<host>:5000 and
@@ -82,6 +83,7 @@ PREFECT_API ?= http://$(if $(filter 0.0.0.0,$(PREFECT_HOST)),127.0.0.1,$(PREFECT
 
 # Tracking server on the project's store; clients upload artifacts through it (mlflow-artifacts:/ URIs).
 mlflow-server: install
+	python -m components.mlflow_home
 	mlflow server --backend-store-uri sqlite:///$(ROOT)/mlflow.db --artifacts-destination $(ROOT)/mlartifacts \
 		--host $(HOST) --port 5000
 

@@ -33,6 +33,7 @@ from components import paths
 from components.config import METHOD_NAMES, Params, load_params, read_yaml, validate_params
 from components.errors import LnlError, first_line
 from components.io import read_json, read_tsv
+from components.mlflow_home import default_tracking_uri, reanchor
 from components.summary import pct
 
 CANDIDATE, CHAMPION = "candidate", "champion"
@@ -49,16 +50,12 @@ class TrackInterrupted(KeyboardInterrupt):
     """Ctrl-C inside the MLflow run: the run is marked KILLED and nothing is registered; the message says so."""
 
 
-def default_tracking_uri(root: Path) -> str:
-    """SQLite in the project root (the file store is refused by MLflow >= 3.13)."""
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
-
-
 def configure(root: Path) -> str:
-    """Point MLflow at the project's store unless MLFLOW_TRACKING_URI says otherwise; returns the URI."""
+    """Point MLflow at the project's store unless MLFLOW_TRACKING_URI says otherwise (re-anchored to this folder if
+    the project was moved or copied: components/mlflow_home.py); returns the URI."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_TRACKING_URI", default_tracking_uri(root))
-    return os.environ["MLFLOW_TRACKING_URI"]
+    return reanchor(root, os.environ["MLFLOW_TRACKING_URI"])
 
 
 def mlflow_ui_base(uri: str) -> str:
