@@ -151,14 +151,14 @@ def main() -> None:
     lines += [
         "",
         "Every stage pays the row of unchanged shards (a stat per shard and one SQLite lookup). A full sha256 of "
-        "the store on every use is over the 5 % budget on this machine (wall time; the CPU time, about half of it "
-        "on the loaded 2-core machine, is near it), so it runs only where a shard's (device, inode, size, mtime) "
-        "differs from the record — any write moves the mtime, so truncated or overwritten shards are hashed and "
-        "caught — after a copy or clone (once), and on demand (`lnlflow verify`), which also catches a write that "
-        "set the mtime back. A faster hash does not change the choice: blake2b is slower than sha256 here (the CPU "
-        "has SHA extensions), and crc32, though within the budget, would be a second, non-cryptographic digest "
-        "beside store.json's sha256 and still cost seconds where a stat costs a millisecond. Model files are "
-        "hashed in full at every load.",
+        "the store on every use would be near or over the 5 % budget (its CPU time alone is about 4 % of the "
+        "epoch; its wall time on this loaded 2-core machine is 2-3 times that), so it runs only where a shard's "
+        "(device, inode, size, mtime) differs from the record — any write moves the mtime, so truncated or "
+        "overwritten shards are hashed and caught — after a copy or clone (once), and on demand (`lnlflow "
+        "verify`), which also catches a write that set the mtime back. A faster hash does not change the choice: "
+        "blake2b is slower than sha256 here (the CPU has SHA extensions), and crc32, 2-3 times faster, would be a"
+        " second, non-cryptographic digest beside store.json's sha256 and still cost seconds where a stat costs a"
+        " millisecond. Model files are hashed in full at every load.",
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
