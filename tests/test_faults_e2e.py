@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from components.data.rows import SPLITS, read_rows
-from tests.conftest import make_workspace, run, write_params
+from tests.conftest import make_workspace, run, small_disk, write_params
 from tests.test_edges_e2e import leftovers, one_error_line
 from tests.test_review_e2e import label_studio_export
 
@@ -65,13 +64,7 @@ def cached(tmp_path_factory) -> Path:
 
 
 def test_a_disk_filling_up_during_stage_one_is_one_line_and_leaves_nothing(digits, tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root or CAP_SYS_ADMIN needed): {mounted.stderr.strip()}")
-    try:
+    with small_disk(tmp_path / "disk", "24m") as disk:
         ws = disk / "project"  # the whole project on the small disk
         shutil.copytree(digits, ws)
         # a model whose tensor records are larger than Python's write buffer: torch's zip writer then fails on a
@@ -95,8 +88,6 @@ def test_a_disk_filling_up_during_stage_one_is_one_line_and_leaves_nothing(digit
         filler.unlink()
         run(cli("stage1"), ws)
         run(cli("verify"), ws)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 # --- 2, 8. .npy sources: a pickle, garbage, 0 bytes --------------------------------------------------------------

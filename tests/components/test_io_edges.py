@@ -7,7 +7,6 @@ import io
 import os
 import pickle
 import stat
-import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,6 +24,7 @@ from components.models.weights import read_state_dict
 from components.stages.common import run_stage
 from components.training.checkpoint import ResumeCheckpoint
 from tests.components.test_checkpoint import train_ce
+from tests.conftest import small_disk
 
 # What torch.save raises when the disk fills up under its zip writer (first lines of a 35-line message).
 TORCH_FULL = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1216 vs 1110\n"
@@ -231,14 +231,8 @@ def test_an_npz_member_that_is_no_npy_array_is_one_line(kind, tmp_path):
 @pytest.fixture()
 def full_tmpfs(tmp_path):
     """A 1 MiB tmpfs (a disk that fills up for real), unmounted afterwards; skipped where mounting is not allowed."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root or CAP_SYS_ADMIN needed): {result.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_disk(tmp_path / "small", "1m") as mount:
+        yield mount
 
 
 def test_torch_filling_the_disk_is_the_one_disk_full_line(full_tmpfs, capsys, monkeypatch):
