@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarstring import ScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
@@ -66,6 +67,16 @@ def _set(tree: dict, path: list[str], value: Any, *, make: type = dict) -> None:
     tree[path[-1]] = type(old)(value) if isinstance(old, ScalarString) and isinstance(value, str) else value
 
 
+class _NullRepresenter(RoundTripRepresenter):
+    """Writes None as `null`, for this module's YAML only. `add_representer` is a classmethod: called on the
+    shared RoundTripRepresenter it changed every later round-trip dump in the process, DVC's dvc.lock included
+    (a Prefect flow run, which edits params.yaml and then reproduces in-process, wrote `data.classes: null`
+    where `dvc repro` writes `data.classes:`)."""
+
+
+_NullRepresenter.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
+
+
 def _yaml(text: str) -> YAML:
     """A round-trip YAML that writes this file's indentation, `null` and long lines as they are."""
     _, sequence, offset = load_yaml_guess_indent(text)
@@ -73,10 +84,10 @@ def _yaml(text: str) -> YAML:
     nested = next((len(b) - len(b.lstrip()) for a, b in zip(lines, lines[1:])
                    if a.rstrip().endswith(":") and not a[0].isspace() and b[0].isspace()), 2)
     rt = YAML(typ="rt")
+    rt.Representer = _NullRepresenter
     rt.preserve_quotes = True
     rt.width = 1 << 16
     rt.indent(mapping=nested, sequence=sequence or nested, offset=offset or 0)
-    rt.representer.add_representer(type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null"))
     return rt
 
 

@@ -83,3 +83,13 @@ def test_flatten_descends_only_into_sections():
     assert flat["compare.runs"] == Params().compare.runs and isinstance(flat["compare.runs"], dict)
     assert "noise.class_map" in flat and "model.normalize" in flat and "stage2.meta" not in flat
     assert len(flat) == len(set(flat)) > 100
+
+
+def test_null_style_stays_inside_params_file(shipped):
+    """Editing params.yaml must not change how DVC, in the same process, writes None into dvc.lock (`key:`)."""
+    from dvc.utils.serialize import dumps_yaml
+
+    before = dumps_yaml({"data": {"classes": None}})
+    apply_overrides(shipped, {"stage2.lr": 0.01, "data.classes": None})
+    assert dumps_yaml({"data": {"classes": None}}) == before == "data:\n  classes:\n"
+    assert "classes: null" in shipped.read_text()  # params.yaml itself keeps its spelled-out nulls
