@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server results results-quick
-.PHONY: mlflow-server work-pool deploy-pool worker push pull screenshots
+.PHONY: mlflow-server work-pool deploy-pool worker push pull screenshots serve
 
 install: $(VENV)/.installed
 
@@ -66,9 +66,14 @@ deploy: install
 # bound to 0.0.0.0, set it to an address other machines reach, e.g. PREFECT_UI_API=http://<this host>:4200/api.
 PREFECT_HOST ?= $(HOST)
 PREFECT_PORT ?= 4200
-PREFECT_UI_API ?= $(PREFECT_API)
+PREFECT_UI_API ?= $(PREFECT_SERVER_API)
 prefect-server: install
 	PREFECT_UI_API_URL=$(PREFECT_UI_API) prefect server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
+
+# The registered champion over REST (mlflow models serve, from .venv: it starts uvicorn by name), then the curl line.
+SERVE_PORT ?= 5001
+serve: install
+	lnlflow serve --host $(HOST) --port $(SERVE_PORT)
 
 mlflow-ui: install
 	@echo "MLflow UI (model-training view): http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
@@ -79,7 +84,10 @@ mlflow-ui: install
 # PREFECT_API_URL=http://<host>:4200/api; bind HOST=0.0.0.0 only on a trusted network.
 HOST ?= 127.0.0.1
 POOL ?= lnlflow
-PREFECT_API ?= http://$(if $(filter 0.0.0.0,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST)):$(PREFECT_PORT)/api
+# The server `make prefect-server` starts; deploy, work-pool, deploy-pool and worker talk to an exported
+# PREFECT_API_URL when there is one (another machine's server), else to that local server.
+PREFECT_SERVER_API = http://$(if $(filter 0.0.0.0,$(PREFECT_HOST)),127.0.0.1,$(PREFECT_HOST)):$(PREFECT_PORT)/api
+PREFECT_API ?= $(or $(PREFECT_API_URL),$(PREFECT_SERVER_API))
 
 # Tracking server on the project's store; clients upload artifacts through it (mlflow-artifacts:/ URIs).
 mlflow-server: install
