@@ -15,8 +15,9 @@ COMMANDS = {
     "preset": "components.presets",
     "review": "components.review.cli",
     "verify": "components.integrity",
+    "serve": "components.model_server",
 }
-TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset", "review", "verify")  # see `lnlflow stage2 --help`
+TAKES_OPTIONS = ("stage2", "evaluate", "track", "preset", "review", "verify", "serve")  # see `lnlflow stage2 --help`
 HELP = {
     "inputs": "fingerprint the files params.yaml names, so DVC re-runs what reads them (DVC stage)",
     "data": "materialise the dataset and its split (DVC stage)",
@@ -29,6 +30,7 @@ HELP = {
     "preset": "list the paper presets, or write one onto params.yaml (lnlflow preset NAME --root PATH)",
     "review": "review the flagged labels: serve (a local page that writes corrections), or export/import (Label Studio)",
     "verify": "hash the data store and the model files in full against the sha256 recorded when they were written",
+    "serve": "serve the registered champion model over REST (mlflow models serve) and print the curl line to call it",
 }
 
 

@@ -221,3 +221,45 @@ def test_npz_floats_and_uint8_images_in_process(tmp_path, mlflow_db):
         model.predict(pixels[:2] / 255.0)
     with pytest.raises(MlflowException, match=r"input must have shape \(N, 3, 6, 6\) or \(N, 6, 6, 3\) \(got \(2, 6, 6\)\)"):
         model.predict(pixels[:2, 0])
+
+
+@pytest.mark.slow
+def test_lnlflow_serve_runs_without_the_venv_on_path_and_prints_a_working_curl_line(workspace, mlflow_db, tmp_path):
+    """`lnlflow serve` from an interpreter whose bin folder is not on PATH (`.venv/bin/lnlflow serve` unactivated):
+    plain `mlflow models serve` fails there with `exec: uvicorn: not found`; this one serves the champion and
+    prints a curl line that, pasted into a shell, gets the model's predictions."""
+    import mlflow
+
+    _log(mlflow, workspace, tmp_path, register=True)
+    port = _free_port()
+    bare = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p).resolve() != Path(BIN).resolve())
+    env = {**os.environ, "PATH": bare, "MLFLOW_TRACKING_URI": mlflow_db}
+    process = subprocess.Popen([f"{BIN}/python", "-m", "components.cli", "serve", "--port", str(port)], cwd=workspace,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("curl "):
+                break
+        assert lines and lines[-1].startswith("curl "), "".join(lines)[-3000:]
+        assert any(f"serve: models:/{NAME}@champion (version 1) at http://127.0.0.1:{port}" in line for line in lines)
+        called = subprocess.run(["bash", "-c", lines[-1]], capture_output=True, text=True, timeout=60, env=env)
+        predictions = json.loads(called.stdout)["predictions"]
+        assert len(predictions) == 1 and predictions[0]["label"] in [str(c) for c in range(10)]
+        assert abs(sum(predictions[0][str(c)] for c in range(10)) - 1) < 1e-5
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C: lnlflow serve stops the scoring server it started
+        process.wait(timeout=60)
+    time.sleep(1)
+    with pytest.raises(OSError):  # nothing is left listening
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+
+
+def test_lnlflow_serve_without_a_champion_is_one_line(workspace, mlflow_db):
+    result = run([f"{BIN}/python", "-m", "components.cli", "serve"], workspace, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"lnlflow serve: error: no model registered as '{NAME}@champion' in {mlflow_db} "
+        f"(Registered Model with name={NAME} not found): run `make run` (or `lnlflow track`) first"]
