@@ -84,7 +84,7 @@ class InputSpec:
         return (
             f"Input: raw samples as the {self.kind} source gives them ({self.dtype}), shape {self.shapes()}, "
             f"{kind} in [{self.low:g}, {self.high:g}]; the model divides them by {self.scale:g} itself. "
-            'REST: POST /invocations with {"inputs": <nested list>}; '
+            'REST: POST /invocations with the JSON body {"inputs": [...]}, the batch as nested lists; '
             "Python: mlflow.pyfunc.load_model(uri).predict(array). "
             f"Output: one row per sample — label (class name), probability (of that label), then one probability "
             f"column per class ({shown}). Other shapes, values outside the range"

@@ -34,6 +34,7 @@ from components.config import METHOD_NAMES, Params, load_params, read_yaml, vali
 from components.errors import LnlError, first_line
 from components.io import read_json, read_tsv
 from components.mlflow_home import default_tracking_uri, reanchor
+from components.registry_notes import describe, health_metrics, log_health_tables
 from components.summary import pct
 
 CANDIDATE, CHAMPION = "candidate", "champion"
@@ -298,7 +299,6 @@ def _curves(prefix: str, rows: list[dict[str, float]], now_ms: int) -> tuple[lis
 def _log_model(mlflow, root: Path):
     """Log the selected model as a pyfunc that takes raw source data and returns class names + probabilities."""
     from components.serving import log_model
-
     return log_model(mlflow, root)
 
 
@@ -476,11 +476,12 @@ def _log_run(client, mlflow, root: Path, made_with: Params, found: dict[str, Any
         constant.update(stage_constant)  # e.g. stage1/lr without a schedule: a value, not a chart
     mlflow.log_params({**logged_params(made_with), **constant})
     scalars = {k: float(v) for k, v in evaluation.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    scalars["pipeline_seconds"] = found["seconds"]
+    scalars.update(pipeline_seconds=found["seconds"], **health_metrics(evaluation))  # estimated_noise_rate: above
     client.log_batch(run_id, metrics=points + [Metric(k, v, now, 0) for k, v in scalars.items()])
     per_class = evaluation["per_class_acc"]  # a table, not ten one-bar charts
     mlflow.log_table({"label": list(range(len(per_class))), "class": list(per_class),
                       "test_accuracy": [float(v) for v in per_class.values()]}, "evaluation/per_class_accuracy.json")
+    log_health_tables(mlflow, evaluation)
     input_tags = {"sha256": data["sha256"]}
     if noise.get("labels_sha256"):
         input_tags["noisy_labels_sha256"] = noise["labels_sha256"]
@@ -504,8 +505,7 @@ def _log_run(client, mlflow, root: Path, made_with: Params, found: dict[str, Any
         "selection_rule": str(evaluation.get("selection_rule", "validation")),
     }
     registry = _register(client, mlflow, info.model_uri, name, outs["stage2"], version_tags)
-    if registry["new_version"]:  # the registry page says how to call it
-        client.update_model_version(name, registry["version"], description=info.metadata["how_to_call"])
+    describe(client, name, registry, info.metadata["how_to_call"], data)  # the registry pages say how to call it
     return registry
 
 
