@@ -6,6 +6,7 @@ import json
 import re
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -36,6 +37,14 @@ def test_full_repro_writes_every_output(repro_workspace):
         assert metrics[key] is not None, key
     assert metrics["test_acc_oracle"] >= metrics["test_acc_selected"] - 1e-5
     assert 0.3 < metrics["actual_noise_rate"] < 0.45
+    health = metrics["label_health"]  # estimated from the model's scores, beside the truth
+    assert metrics["estimated_noise_rate"] == health["estimated_noise_rate"] and 0 < health["estimated_noise_rate"] < 1
+    low, high = health["estimated_noise_rate_interval"]
+    assert 0 <= low <= high <= 1
+    assert [r["class"] for r in health["per_class"]] == [str(c) for c in range(10)]
+    train = len(np.load(ws / "data/prepared/dataset.npz")["train_idx"])
+    assert sum(r["n"] for r in health["per_class"]) == train
+    assert all(t["given"] != t["true"] and 0 < t["share"] <= 1 for t in health["top_confusions"])
     report = (ws / "reports/label_issues.csv").read_text().splitlines()
     assert report[0].startswith("source_row,given_label")  # digits: the position in load_digits()
     probs = [float(line.split(",")[5]) for line in report[1:]]

@@ -48,7 +48,14 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     name = params.tracking.model_name
     champion = client.get_model_version_by_alias(name, "champion")
     assert str(client.get_model_version_by_alias(name, "candidate").version) == "1"
-    assert "like load_digits().images" in client.get_model_version(name, "1").description  # how to call it
+    description = client.get_model_version(name, "1").description
+    assert "like load_digits().images" in description and "<" not in description  # how to call it, no HTML to drop
+    assert client.get_registered_model(name).description.startswith("**lnlflow** classifier of digits")
+    health = run_data.metrics  # eval.json's label_health: the estimate beside the truth, with its interval
+    assert health["estimated_noise_rate_low"] <= health["estimated_noise_rate_high"] and "actual_noise_rate" in health
+    assert 0 < health["estimated_noise_rate"] < 1
+    tables = {a.path for a in client.list_artifacts(first["run_id"], "evaluation")}
+    assert "evaluation/label_health_per_class.json" in tables
     assert champion.run_id == first["run_id"] and float(champion.tags["val_acc_clean_selected"]) > 0
 
     from sklearn.datasets import load_digits

@@ -11,6 +11,7 @@ import torch
 from components import paths
 from components.paths import Stage2Outputs
 from components.config import load_params
+from components.evaluation.health import label_health
 from components.evaluation.metrics import confusion_matrix, detection_metrics, per_class_accuracy
 from components.evaluation.plots import plot_confusion, plot_learning_curves, plot_score_histogram
 from components.data.rows import read_rows
@@ -95,6 +96,10 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
             "test_acc_labelfree_single": acc(single, te),
             "labelfree_epochs": kept["epochs"].tolist(),
         }
+    # How bad are the labels: confident learning on the selected model's training-set probabilities (it fits the
+    # clean pattern, not the noise: within a point of the truth for the robust methods, README: Label health)
+    probs_train = torch.softmax(predict_logits(selected, X(tr)), 1).numpy()
+    health = label_health(probs_train, y_noisy[tr], classes, verified=verified)
     metrics = {
         "method": stage2["method"],
         "test_acc_last": acc(last, te),
@@ -112,17 +117,20 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
         "noise_recall": det1["recall"],
         "noise_auc_stage2": det2["auc"] if det2 else None,
         "actual_noise_rate": noise["realised_rate"],
+        "estimated_noise_rate": health["estimated_noise_rate"],  # from the model's scores alone, never the noise
         "requested_noise_rate": noise["requested_rate"],
         "noise_kind": noise["kind"],
         **correction_counts(noise, labels, tr, threshold=threshold, p_wrong=p_wrong),
         "per_class_acc": dict(zip(classes, np.round(per_class_accuracy(y[te], test_pred, n_classes), 6).tolist())),
+        "label_health": health,
         "notes": {
             "test_acc_selected": SELECTION_NOTES[rule] + " (the headline number)",
             "test_acc_labelfree_ensemble": "sum of test logits of the k lowest-CLID epochs (no labels used to select)",
             "test_acc_oracle": "best test accuracy over stage-two epochs: chosen on the test set, optimistic, never a headline",
+            "label_health": "confident learning (Northcutt et al., JAIR 2021) on the selected model's training-set "
+                            "probabilities; interval: 95 % bootstrap over training rows; verified rows count as right",
         },
     }
-    probs_train = torch.softmax(predict_logits(selected, X(tr)), 1).numpy()
     extras = {"tr": tr, "given": y_noisy[tr], "verified": verified, "probs_train": probs_train, "p_wrong": p_wrong, "is_noisy": is_noisy, "known": known,
               "classes": classes, "noise": noise, "wrong": wrong, "det1": det1, "log2": log2,
               "confusion": confusion_matrix(y[te], test_pred, n_classes)}
