@@ -24,7 +24,7 @@ def health_lines(health: dict | None) -> list[str]:
     if not health:
         return []
     low, high = health["estimated_noise_rate_interval"]
-    pairs = ", ".join(f"{p['given']} → {p['true']} {pct(p['share'])}" for p in health["top_confusions"][:3])
+    pairs = ", ".join(f"{p['given']} → {p['true']} ({pct(p['share'])})" for p in health["top_confusions"][:3])
     return [f"  label health          {pct(health['estimated_noise_rate'])} of the labels estimated wrong "
             f"(95 % interval {pct(low)} – {pct(high)}; from the model's scores alone)",
             f"                        given → true, share of the given class: {pairs or 'none'}"]
