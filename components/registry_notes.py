@@ -19,8 +19,9 @@ def markdown_text(text: str) -> str:
 
 
 def version_description(name: str, version: str, how_to_call: str) -> str:
-    """A version's description: its URI and the model's own 'how to call' text."""
-    return f"Load as `models:/{name}/{version}`.\n\n{markdown_text(how_to_call)}"
+    """A version's description: the model's own 'how to call' text (first: the registry's version list previews
+    it), then its URI."""
+    return f"{markdown_text(how_to_call)}\n\nLoad as `models:/{name}/{version}`."
 
 
 def model_description(name: str, dataset: str, classes: list[str]) -> str:

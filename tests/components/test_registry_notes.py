@@ -62,7 +62,7 @@ def test_version_and_model_descriptions(client):
     assert f'mlflow.pyfunc.load_model("models:/{NAME}@champion")' in shown and "make serve" in shown
 
     describe(client, NAME, {"new_version": False, "version": "1"}, "ignored", data)  # a re-track: nothing changes
-    assert client.get_model_version(NAME, "1").description.endswith(markdown_text(how))
+    assert client.get_model_version(NAME, "1").description.startswith(markdown_text(how))
     client.update_registered_model(NAME, description="Our digits model; ask Ana before promoting.")
     describe(client, NAME, {"new_version": False, "version": "1"}, how, data)
     assert client.get_registered_model(NAME).description == "Our digits model; ask Ana before promoting."
