@@ -79,6 +79,16 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     return "\n".join([line(header), line(tuple("---" for _ in header)), *map(line, rows)])
 
 
+def health_cell(health: dict[str, Any] | None) -> str:
+    """eval.json's label_health in one table cell: the estimate, its interval, the largest confusion."""
+    if not health:
+        return "n/a"
+    low, high = health["estimated_noise_rate_interval"]
+    top = health["top_confusions"][:1]
+    pair = f"; most confused: given {top[0]['given']}, truly {top[0]['true']} ({pct(top[0]['share'])})" if top else ""
+    return f"{pct(health['estimated_noise_rate'])} (95 % interval {pct(low)} – {pct(high)}){pair}"
+
+
 def results_markdown(
     metrics: dict[str, Any], noise: dict[str, Any], tracked: dict[str, Any], ran: dict[str, bool]
 ) -> str:
@@ -88,6 +98,7 @@ def results_markdown(
         ("method", metrics["method"]),
         ("noise", f"{noise['kind']}, requested {pct(noise['requested_rate'])}, "
                   f"actual {pct(metrics['actual_noise_rate'])}"),
+        ("wrong labels, estimated from the model's scores", health_cell(metrics.get("label_health"))),
         ("test accuracy (selected on validation)", pct(metrics["test_acc_selected"])),
         ("test accuracy (last epoch)", pct(metrics["test_acc_last"])),
         ("test accuracy (label-free: lowest-CLID ensemble)", pct(metrics.get("test_acc_labelfree_ensemble"))),

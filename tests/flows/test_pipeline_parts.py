@@ -21,6 +21,12 @@ def test_results_table_has_a_header_and_links_the_mlflow_run(monkeypatch):
     assert ("| MLflow run | [abc](http://mlflow.lan:5000/#/experiments/7/runs/abc?workflowType=machine_learning) "
             "(new) |") in lines  # the model-training view
     assert "| stages run (others cached) | stage2 |" in lines
+    assert "| wrong labels, estimated from the model's scores | n/a |" in lines  # an eval.json without the block
+    health = {"estimated_noise_rate": 0.3998, "estimated_noise_rate_interval": [0.372, 0.4312], "per_class": [],
+              "top_confusions": [{"given": "8", "true": "7", "share": 0.4237}]}
+    assert ("| wrong labels, estimated from the model's scores | 39.98 % (95 % interval 37.20 % – 43.12 %); most "
+            "confused: given 8, truly 7 (42.37 %) |") in results_markdown(
+        {**METRICS, "label_health": health}, NOISE, tracked, {}).splitlines()
     assert any(line.startswith("| flagged labels | `reports/label_issues.csv`; with images: [label_issues.html](")
                and "/artifacts/reports/label_issues.html?workflowType=machine_learning)" in line for line in lines)
     monkeypatch.delenv("LNLFLOW_MLFLOW_UI_URL")
