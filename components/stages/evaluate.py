@@ -97,7 +97,7 @@ def evaluate_run(outputs: Stage2Outputs, *, threshold: float) -> dict:
             "labelfree_epochs": kept["epochs"].tolist(),
         }
     # How bad are the labels: confident learning on the selected model's training-set probabilities (it fits the
-    # clean pattern, not the noise: within a point of the truth for the robust methods, README: Label health)
+    # clean pattern, not the noise: within a point of the truth for robust methods; README: How bad are my labels?)
     probs_train = torch.softmax(predict_logits(selected, X(tr)), 1).numpy()
     health = label_health(probs_train, y_noisy[tr], classes, verified=verified)
     metrics = {
