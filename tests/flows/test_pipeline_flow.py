@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from tests.conftest import make_workspace
@@ -50,6 +52,19 @@ def test_flow_runs_stages_tracks_and_reuses_cache(prefect_server, tmp_path, mlfl
     assert "| stage2.method | 'ido' | 'ce' |" in used and "method: ce" in used
     states = {(t["name"], t["state"]["name"]) for t in task_runs}
     assert {("dvc-data", "Ran"), ("dvc-data", "Cached"), ("dvc-stage2", "Ran"), ("dvc-evaluate", "Cached")} <= states
+
+    # reviewed labels (the review page's corrections CSV) named through the flow: the next run retrains on them,
+    # noise onward, and its MLflow run counts them
+    with open(ws / "data/prepared/rows.csv", newline="") as handle:
+        train = [r["source_row"] for r in csv.DictReader(handle) if r["split"] in ("0", "train")][:3]
+    (ws / "corrections.csv").write_text("source_row,label,trusted\n" + "".join(f"{r},3,1\n" for r in train))
+    fourth = pipeline(overrides={"data.corrections": "corrections.csv"}, root=str(ws))
+    assert fourth["stages_ran"] == ["inputs", "noise", "stage1", "stage2", "evaluate"]
+    assert fourth["metrics"]["verified_rows"] == 3 and fourth["tracking"]["new_run"]
+    from mlflow import MlflowClient
+
+    logged = MlflowClient(mlflow_db).get_run(fourth["tracking"]["run_id"]).data.metrics
+    assert logged["verified_rows"] == 3 and logged["corrections_rows"] == 3
 
 
 def test_deployment_has_cron_and_parameter_form(tmp_path):
