@@ -75,7 +75,7 @@ def _effective(name: str, tmp_path: Path) -> dict[str, Any]:
 def test_every_paper_behind_a_preset_has_a_settings_page():
     papers = {_paper(name) for name in NAMES}
     assert papers == {"ido", "metalabelnet", "clidmu", "dividemix"}
-    assert {page.stem for page in PAGES.glob("*.md")} == papers
+    assert papers <= {page.stem for page in PAGES.glob("*.md")}  # the other pages: methods without a preset
     keys = _schema_keys()
     for paper in papers:
         shared, per_preset = settings(PAGES / f"{paper}.md")

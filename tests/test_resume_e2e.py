@@ -117,7 +117,8 @@ def test_killed_stages_resume_to_the_uninterrupted_result(tmp_path):
     log = (tmp_path / "second.log").read_text()
     assert "stage1: resuming from epoch" in log and "/4 checkpoint" in log, log
     assert not (killed / ".lnlflow/checkpoints/stage1").exists()  # stage one finished: its checkpoint is gone
-    assert {p.name for p in (killed / "outputs/stage1").iterdir()} == {"base_model.pt", "last_model.pt", "dynamics.npz"}
+    assert {p.name for p in (killed / "outputs/stage1").iterdir()} == {
+        "base_model.pt", "last_model.pt", "dynamics.npz", "base_model.pt.sha256", "last_model.pt.sha256"}
     assert not (killed / "outputs/stage2").exists() and not (killed / "metrics/stage2.json").exists()
     assert not leftovers(killed)
 

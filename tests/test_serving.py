@@ -236,7 +236,8 @@ def test_lnlflow_serve_runs_without_the_venv_on_path_and_prints_a_working_curl_l
     env = {**os.environ, "PATH": bare, "MLFLOW_TRACKING_URI": mlflow_db}
     process = subprocess.Popen([f"{BIN}/python", "-m", "components.cli", "serve", "--port", str(port)], cwd=workspace,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+                               start_new_session=True,  # Ctrl-C works even where this suite runs with it ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     try:
         for line in process.stdout:

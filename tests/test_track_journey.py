@@ -157,7 +157,8 @@ def assert_logged_as_the_ui_should_show(client, run_id: str, workspace) -> None:
     assert params["stage1/lr"] == "0.001" and "stage1/lr" not in metrics  # a constant curve is a value
     assert not [k for k in metrics if k.startswith("per_class")] and "stage2/loss" in metrics
     table = [a.path for a in client.list_artifacts(run_id, "evaluation")]
-    assert table == ["evaluation/per_class_accuracy.json"]
+    assert table == ["evaluation/label_health_confusions.json", "evaluation/label_health_per_class.json",
+                     "evaluation/per_class_accuracy.json"]
 
     head = run(["git", "rev-parse", "HEAD"], workspace).stdout.strip()
     assert tags["mlflow.source.git.commit"] == head

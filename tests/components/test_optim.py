@@ -204,9 +204,9 @@ def test_every_method_trains_an_sgd_epoch_and_the_virtual_step_reads_the_current
     virtual: list[tuple[float, float]] = []  # (step size the meta step used, the classifier's rate at that moment)
     meta_gradient = MetaStep.meta_gradient
 
-    def spy(self, inner_loss, meta_loss, *, lr):
+    def spy(self, inner_loss, meta_loss, *, lr, **directional):
         virtual.append((lr, ctx.optimizer.param_groups[0]["lr"]))
-        return meta_gradient(self, inner_loss, meta_loss, lr=lr)
+        return meta_gradient(self, inner_loss, meta_loss, lr=lr, **directional)
 
     monkeypatch.setattr(MetaStep, "meta_gradient", spy)
     with contextlib.redirect_stdout(io.StringIO()):
