@@ -113,7 +113,7 @@ pull: install
 	dvc pull dvc.yaml
 
 # Every results table the README shows (benchmarks/results.py): full (digits, 3 seeds × every noise setting, the
-# shipped epochs; about 40 min on 2 cores), then copied into README.md; quick: 2 seeds, 2 settings, ≤ 20 min.
+# shipped epochs; about an hour on 2 cores), then copied into README.md; quick: 2 seeds, 2 settings, 10 epochs.
 results: install
 	python benchmarks/results.py
 
