@@ -18,6 +18,7 @@ import pytest
 
 from components import paths
 from components.io import write_json
+from components.model_server import stop
 from tests.conftest import BIN, make_workspace, run, write_params
 
 NAME = "lnlflow-digits"
@@ -96,12 +97,7 @@ def server(workspace, mlflow_db, tmp_path):
                 time.sleep(0.3)
         yield SimpleNamespace(port=port, model=mlflow.pyfunc.load_model(uri), uri=uri)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop(process)  # the same SIGTERM-then-SIGKILL of the server's process group as `lnlflow serve` uses
         log.close()
 
 
