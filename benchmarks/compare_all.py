@@ -21,12 +21,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {
-    "sym-40": {"kind": "symmetric_exclusive", "rate": 0.4},
-    "sym-60": {"kind": "symmetric_exclusive", "rate": 0.6},
-    "pair-40": {"kind": "pairflip", "rate": 0.4},
-    "instance-40": {"kind": "instance", "rate": 0.4},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import SETTINGS  # noqa: E402  (the noise settings every benchmark shares)
 
 
 def workspace(setting: dict, runs: dict, seeds: list[int], stage2_epochs: int | None, threads: int) -> Path:
