@@ -2,7 +2,8 @@
 # lnlflow GPU check (issue 11): one prepared run, under 8 minutes on one H100/H200, that prints one table:
 #   - CE epoch seconds, PreAct-ResNet-18 on 50,000 CIFAR-shaped images, bf16 + channels-last, without and with
 #     torch.compile (goal ≤ 2 s);
-#   - the stage-two epoch cost relative to CE of IDO, DivideMix, Co-teaching, MetaLabelNet, CLID-MU and MW-Net,
+#   - the stage-two epoch cost relative to CE of IDO, DivideMix, Co-teaching and the meta-learners (MetaLabelNet,
+#     CLID-MU on both hosts, MW-Net) at their defaults and with the exact meta-gradient (`-exact`),
 #     with each run's peak GPU memory (benchmarks/gpu_check.py says exactly what is timed).
 #
 # The GPU machine has PyTorch (CUDA), numpy and PyYAML but no pydantic, ruamel.yaml, DVC, MLflow or Prefect; the

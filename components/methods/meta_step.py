@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from components.errors import LnlError
+from components.models.classifier import full_precision
 from components.training.runtime import eager
 
 SCOPES = ("full", "last_block", "head")
@@ -85,10 +86,11 @@ def virtual_param_names(model: nn.Module, scope: str) -> list[str]:
 
 
 @contextmanager
-def _train_mode(model: nn.Module) -> Iterator[None]:
-    """Every submodule in train mode for the duration; each module's own flag restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train()
+def _train_mode(modules: list[nn.Module]) -> Iterator[None]:
+    """Every module in train mode for the duration; each module's own flag restored afterwards."""
+    flags = [(m, m.training) for m in modules]
+    for m in modules:
+        m.training = True
     try:
         yield
     finally:
@@ -134,18 +136,22 @@ class MetaStep:
         if not self.names:
             raise LnlError(f"meta step: scope '{scope}' selects no trainable parameters")
         self.eps = eps  # directional: the step along v, relative to ‖v‖
+        # walked once: the model's parameters and buffers are updated in place (optimiser steps, BatchNorm,
+        # load_state_dict), never replaced, and walking the module tree on every call cost ~10 % of a step
+        self._params = dict(model.named_parameters())
+        self._buffers = list(model.named_buffers())
+        self._modules = list(model.modules())
 
     def direction_size(self) -> int:
         """Elements of v (the virtual parameters), for a caller that keeps v between refreshes."""
-        params = dict(self.model.named_parameters())
-        return sum(params[n].numel() for n in self.names)
+        return sum(self._params[n].numel() for n in self.names)
 
     def _forward(self, virtual: dict[str, Tensor]) -> Forward:
         """A forward at `virtual` (the other parameters detached), with buffers cloned on every call."""
-        fixed = {n: p.detach() for n, p in self.model.named_parameters() if n not in virtual}
+        fixed = {n: p.detach() for n, p in self._params.items() if n not in virtual}
 
         def forward(x: Tensor) -> tuple[Tensor, Tensor]:
-            buffers = {n: b.clone() if self.clone_buffers else b for n, b in self.model.named_buffers()}
+            buffers = {n: b.clone() if self.clone_buffers else b for n, b in self._buffers}
             return functional_call(self.structure, ({**fixed, **virtual}, buffers), (x,))
 
         return forward
@@ -167,10 +173,9 @@ class MetaStep:
         if self.mode == "directional":
             return self._directional(inner_loss, meta_loss, lr=lr, direction=direction, refresh=refresh,
                                      outputs=outputs)
-        params = dict(self.model.named_parameters())
-        theta = [params[n].detach().requires_grad_(True) for n in self.names]  # fresh leaves: θ is never touched
+        theta = [self._params[n].detach().requires_grad_(True) for n in self.names]  # fresh leaves: θ is never touched
         device_type = theta[0].device.type
-        with _train_mode(self.model), eager(self.model), torch.autocast(device_type, enabled=False):
+        with _train_mode(self._modules), eager(self.model), torch.autocast(device_type, enabled=False):
             g = self._inner_grad(inner_loss(self._forward(dict(zip(self.names, theta)))), theta)
             if self.mode == "unrolled":
                 theta_hat = [t - lr * gk for t, gk in zip(theta, g)]
@@ -191,8 +196,7 @@ class MetaStep:
         `outputs` (with their graph to the model's parameters): g comes from the caller's forward (kept for its
         own backward) instead of a forward of its own."""
         if outputs is not None:
-            params = dict(self.model.named_parameters())
-            leaves = [params[n] for n in self.names]
+            leaves = [self._params[n] for n in self.names]
             loss = inner_loss(lambda x: outputs)
             g = _zeros_for_none(torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True), leaves)
             g = [gk.detach() for gk in g]
@@ -205,13 +209,24 @@ class MetaStep:
         v = _zeros_for_none(torch.autograd.grad(meta, theta_hat, allow_unused=True), theta_hat)
         return torch.cat([vk.reshape(-1) for vk in v])
 
+    def _shifted_outputs(self, shifted: dict[str, Tensor], x: Tensor, outs: tuple[Tensor, ...], *,
+                         from_real_forward: bool) -> tuple[Tensor, ...]:
+        """The classifier's outputs at θ + εv. With only the head virtual and the real forward's outputs at hand
+        (which come from a forward without dropout), the embedding is unchanged and the logits are the shifted
+        head applied to it: the same numbers as a whole forward, at the cost of one linear layer."""
+        head = getattr(self.structure, "head", None)
+        if self.scope == "head" and from_real_forward and isinstance(head, nn.Linear) and len(outs) == 2:
+            embedding = outs[1].detach()
+            weights = {n.removeprefix("head."): t for n, t in shifted.items()}
+            return full_precision(functional_call(head, weights, (embedding,))), embedding
+        return self._forward(shifted)(x)
+
     def _directional(self, inner_loss: LossFn, meta_loss: LossFn, *, lr: float, direction: Tensor | None,
                      refresh: bool, outputs: tuple[Tensor, ...] | None) -> list[Tensor]:
         """−lr·∂/∂φ ⟨∂L_in/∂o, J_o v⟩ over the classifier's outputs o = (logits, embedding) of the training batch,
         with J_o v ≈ (o(θ + εv) − o(θ)) / ε from two forwards without a graph (the same dropout masks in both)."""
-        params = dict(self.model.named_parameters())
-        theta = [params[n].detach() for n in self.names]
-        with _train_mode(self.model), eager(self.model), torch.autocast(theta[0].device.type, enabled=False):
+        theta = [self._params[n].detach() for n in self.names]
+        with _train_mode(self._modules), eager(self.model), torch.autocast(theta[0].device.type, enabled=False):
             if direction is None or refresh:
                 v = self._lookahead_direction(inner_loss, meta_loss, theta, lr, outputs)
                 direction = v if direction is None else direction.copy_(v)
@@ -241,7 +256,8 @@ class MetaStep:
                 shifted.append(t + eps * direction[offset:offset + t.numel()].view_as(t))
                 offset += t.numel()
             with torch.no_grad():
-                moved = self._forward(dict(zip(self.names, shifted)))(seen["x"])
+                moved = self._shifted_outputs(dict(zip(self.names, shifted)), seen["x"], seen["outs"],
+                                              from_real_forward=outputs is not None)
             _set_rng_state(after)
             grads_o = torch.autograd.grad(loss, seen["outs"], create_graph=True, allow_unused=True)
             terms = [(g * (m - o.detach())).sum() for g, m, o in zip(grads_o, moved, seen["outs"])

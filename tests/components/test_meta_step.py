@@ -302,14 +302,17 @@ def test_directional_replays_dropout_masks_in_both_forwards():
 
 
 @pytest.mark.parametrize("kind", HOSTS)
-def test_directional_takes_the_real_forwards_outputs_in_place_of_its_own(kind):
-    """The caller's train-mode forward at θ gives the same gradient as the step's own forward (no dropout)."""
+@pytest.mark.parametrize("scope", ["full", "head"])
+def test_directional_takes_the_real_forwards_outputs_in_place_of_its_own(kind, scope):
+    """The caller's train-mode forward at θ gives the same gradient as the step's own forward (no dropout); with
+    only the head virtual, the shifted outputs are the shifted head on that forward's embedding."""
     host = Host(kind)
-    own = flat(MetaStep(host.model, host.phi, mode="directional").meta_gradient(host.inner, host.meta, lr=LR))
+    own = flat(MetaStep(host.model, host.phi, mode="directional", scope=scope).meta_gradient(host.inner, host.meta,
+                                                                                             lr=LR))
     host = Host(kind)
     outputs = host.model(host.x)  # train mode: batch statistics, as the real step; its graph to θ kept
-    shared = MetaStep(host.model, host.phi, mode="directional").meta_gradient(host.inner, host.meta, lr=LR,
-                                                                              outputs=outputs)
+    shared = MetaStep(host.model, host.phi, mode="directional", scope=scope).meta_gradient(
+        host.inner, host.meta, lr=LR, outputs=outputs)
     torch.testing.assert_close(flat(shared), own, rtol=1e-9, atol=1e-12)
     outputs[0].sum().backward()  # the caller's own backward still runs through the kept graph
     assert all(p.grad is not None for p in host.model.parameters())
