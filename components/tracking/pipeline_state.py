@@ -100,14 +100,9 @@ def _status_detail(entries: list[Any]) -> str:
 def check_fresh(root: Path) -> None:
     """Refuse outputs that the current params.yaml, code and input files would not reproduce: `dvc status` of the
     root dvc.yaml must be clean (the always-changed `inputs` stage aside) and no input file may have changed."""
-    from dvc.exceptions import DvcException  # lazy, like the flows: ~1 s
-    from dvc.repo import Repo
+    from flows.dvc_ops import pipeline_status  # DVC is called from flows/ only (README: Design)
 
-    try:
-        with Repo(str(root)) as repo:
-            status = repo.status(targets=[str(root / "dvc.yaml")])
-    except DvcException as error:
-        raise LnlError(f"dvc status failed: {first_line(error)}") from None
+    status = pipeline_status(root)
     changed = {key.rsplit(":", 1)[-1]: _status_detail([e for e in entries if e != "always changed"])
                for key, entries in status.items()}
     changed = {stage: detail for stage, detail in changed.items() if detail}
