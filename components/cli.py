@@ -10,7 +10,7 @@ from components.paths import STAGES
 
 COMMANDS = {
     **{name: f"components.stages.{name}" for name in STAGES},
-    "track": "components.tracking",
+    "track": "components.tracking.cli",
     "summary": "components.summary",
     "preset": "components.presets",
     "review": "components.review.cli",

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from mlflow import MlflowClient
 
-    from components.tracking import configure
+    from components.tracking.experiment import configure
 
     root = Path.cwd()
     name = load_params(root / "params.yaml").tracking.model_name

@@ -41,7 +41,7 @@ def run_stage(root: str, stage: str) -> State:
 @task(cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def track_run(root: str) -> dict[str, Any]:
     """Log the pipeline state to MLflow and register the model (idempotent)."""
-    from components.tracking import track
+    from components.tracking.tracker import track
 
     tracked = track(Path(root), load_params(Path(root) / "params.yaml"))
     get_run_logger().info(tracking_line(tracked))
@@ -65,7 +65,7 @@ def mlflow_run_link(tracked: dict[str, Any], artifact: Path | None = None) -> st
     run_id, experiment = tracked["run_id"], tracked.get("experiment_id")
     if experiment is None:
         return f"`{artifact or run_id}`"
-    from components.tracking import mlflow_ui_base, ui_url
+    from components.tracking.experiment import mlflow_ui_base, ui_url
 
     url = ui_url(mlflow_ui_base(tracked.get("uri", "")), experiment, run_id, artifact)
     return f"[{artifact.name if artifact else run_id}]({url})"

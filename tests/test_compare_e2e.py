@@ -39,7 +39,7 @@ def test_compare_runs_every_method_once_and_adds_only_new_runs(tmp_path, mlflow_
 
     assert ran(run(["dvc", "repro", "compare/dvc.yaml"], ws).stdout) == []
     from components.config import load_params
-    from components.tracking import track_comparison
+    from components.tracking.comparison import track_comparison
 
     tracked = track_comparison(ws, load_params(ws / "params.yaml"))
     assert tracked["new_run"] and track_comparison(ws, load_params(ws / "params.yaml"))["new_run"] is False

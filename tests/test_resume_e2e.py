@@ -4,7 +4,7 @@ epoch checkpoint, no half-written output survives, and the results equal those o
 workspace streams its batches from the on-disk store (runtime.data_on_device: never) while the reference holds
 the data in memory, so the loader's order and its resume are checked against the in-memory path too.
 
-The kill is made to land mid-training with `LNLFLOW_TEST_EPOCH_DELAY` (components.training.checkpoint.DELAY_ENV):
+The kill is made to land mid-training with `LNLFLOW_TEST_EPOCH_DELAY` (components.training.resume.DELAY_ENV):
 every stage sleeps that many seconds after each checkpoint write, which only widens the window between epochs;
 it changes no result. The uninterrupted reference runs at the same time in a second workspace.
 """
@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from components.io import read_tsv
-from components.training.checkpoint import DELAY_ENV
+from components.training.resume import DELAY_ENV
 from tests.conftest import BIN, make_workspace, run, write_params
 
 pytestmark = pytest.mark.slow

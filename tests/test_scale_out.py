@@ -107,7 +107,7 @@ def test_mlflow_server_proxies_artifacts_and_registers(workspace, mlflow_templat
     from mlflow import MlflowClient
 
     from components.errors import LnlError
-    from components.tracking import track
+    from components.tracking.tracker import track
 
     db, store, port = tmp_path / "server.db", tmp_path / "store", free_port()
     shutil.copy(mlflow_template, db)  # pre-migrated: the server skips the Alembic migrations
@@ -173,7 +173,7 @@ def test_dvc_remote_push_then_pull_into_a_fresh_clone(workspace, tmp_path):
 
 
 def test_tracking_uri_kinds():
-    from components.tracking import _local_path, is_server
+    from components.tracking.experiment import _local_path, is_server
 
     assert is_server("http://10.0.0.5:5000") and is_server("HTTPS://mlflow.example.org")
     assert not is_server("sqlite:////tmp/mlflow.db") and not is_server("databricks")

@@ -19,13 +19,13 @@ from tests.conftest import BIN, ROOT, make_workspace, run, write_params
 # `lnlflow track` whose model logging waits: the test signals it while it is inside its MLflow run.
 SLOW_TRACK = """
 import sys, time
-import components.tracking as tracking
-real = tracking._log_model
+import components.tracking.run_log as run_log
+real = run_log._log_model
 def waiting(mlflow, root):
     print("inside the run", flush=True)
     time.sleep(120)
     return real(mlflow, root)
-tracking._log_model = waiting
+run_log._log_model = waiting
 from components.cli import main
 sys.exit(main(["track"]))
 """
@@ -102,7 +102,7 @@ def test_interrupted_or_killed_track_blocks_nothing(workspace, mlflow_db, tmp_pa
 def test_failed_tracks_leave_no_logged_state_and_a_retry_logs(workspace, mlflow_db, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from components import tracking
+    from components.tracking import run_log, tracker
     from components.errors import LnlError
 
     client = MlflowClient(mlflow_db)
@@ -117,27 +117,27 @@ def test_failed_tracks_leave_no_logged_state_and_a_retry_logs(workspace, mlflow_
     assert client.get_experiment_by_name("lnlflow") is None  # checked before MLflow was touched
 
     params = load_params(workspace / "params.yaml")
-    real_log_model, real_register = tracking._log_model, tracking._register
+    real_log_model, real_register = run_log._log_model, run_log._register
 
     def full_disk(mlflow, root):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tracking, "_log_model", full_disk)
+    monkeypatch.setattr(run_log, "_log_model", full_disk)
     with pytest.raises(LnlError, match=r"No space left on device \(MLflow run \w+ marked FAILED, nothing registered\)"):
-        tracking.track(workspace, params)
+        tracker.track(workspace, params)
 
     def register_then_ctrl_c(*args, **kwargs):
         real_register(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tracking, "_log_model", real_log_model)
-    monkeypatch.setattr(tracking, "_register", register_then_ctrl_c)
-    with pytest.raises(tracking.TrackInterrupted, match="marked KILLED, nothing registered"):
-        tracking.track(workspace, params)
+    monkeypatch.setattr(run_log, "_log_model", real_log_model)
+    monkeypatch.setattr(run_log, "_register", register_then_ctrl_c)
+    with pytest.raises(tracker.TrackInterrupted, match="marked KILLED, nothing registered"):
+        tracker.track(workspace, params)
     assert client.search_model_versions("name='lnlflow-digits'") == []  # the version it made was taken back
 
-    monkeypatch.setattr(tracking, "_register", real_register)
-    result = tracking.track(workspace, params)
+    monkeypatch.setattr(run_log, "_register", real_register)
+    result = tracker.track(workspace, params)
     assert result["new_run"] and result["new_version"] and result["promoted"]
     experiment = result["experiment_id"]
     assert sorted(r.info.status for r in client.search_runs([experiment])) == ["FAILED", "FINISHED", "KILLED"]
@@ -176,7 +176,7 @@ def assert_logged_as_the_ui_should_show(client, run_id: str, workspace) -> None:
 @pytest.mark.slow
 def test_track_refuses_outputs_that_params_yaml_no_longer_describes(workspace, mlflow_db, monkeypatch):
     from components.errors import LnlError
-    from components.tracking import check_fresh
+    from components.tracking.pipeline_state import check_fresh
 
     original = (workspace / "params.yaml").read_text()
     write_params(workspace, stage2={"lr": 0.3})
@@ -197,7 +197,7 @@ def test_track_refuses_outputs_that_params_yaml_no_longer_describes(workspace, m
 
 
 def test_params_are_the_active_methods_in_one_precision():
-    from components.tracking import logged_params
+    from components.tracking.pipeline_state import logged_params
 
     meta = logged_params(Params.model_validate({"stage2": {"method": "metalabelnet", "lr_min": 1e-4}}))
     assert meta["stage2.lr_min"] == "0.0001" and meta["stage2.weight_decay"] == "1e-05"
@@ -210,7 +210,7 @@ def test_params_are_the_active_methods_in_one_precision():
 
 
 def test_params_come_from_dvc_lock_read_as_yaml_1_2(tmp_path):
-    from components.tracking import locked_params
+    from components.tracking.pipeline_state import locked_params
 
     stages = {name: {"cmd": "x"} for name in ("data", "noise", "stage1", "evaluate")}
     stages["stage1"]["params"] = {"params.yaml": {"stage1": {"epochs": 4, "weight_decay": 1e-5}}}

@@ -22,7 +22,7 @@ def test_track_logs_once_registers_and_serves_champion(workspace, mlflow_db):
     import mlflow
     from mlflow import MlflowClient
 
-    from components.tracking import track
+    from components.tracking.tracker import track
 
     params = load_params(workspace / "params.yaml")
     first = track(workspace, params)
@@ -81,7 +81,7 @@ def test_a_ctrl_c_that_python_swallows_is_still_noticed():
     """Python drops a KeyboardInterrupt raised inside `__del__` (dulwich's, during a track); the flag keeps it."""
     import signal
 
-    from components.tracking import _noticing_interrupts
+    from components.tracking.tracker import _noticing_interrupts
 
     class Swallower:
         def __del__(self):

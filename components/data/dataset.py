@@ -1,4 +1,4 @@
-"""The in-memory dataset every source produces, its checks, and the source registry."""
+"""The in-memory dataset every source produces, and its checks (the source registry is in `sources`)."""
 
 from __future__ import annotations
 
@@ -92,12 +92,3 @@ def check_dataset(data: Dataset) -> Dataset:
         raise LnlError(f"{where}: 'y_given' and 'noise_truth' come together")
     return data
 
-
-def load_dataset(cfg) -> Dataset:
-    """Load and check the dataset named by `cfg` (a `DataParams`)."""
-    from components.data import sources
-
-    loader = sources.SOURCES.get(cfg.source)
-    if loader is None:
-        raise LnlError(f"data.source: unknown source '{cfg.source}'; choose one of {', '.join(sources.SOURCES)}")
-    return check_dataset(loader(cfg))

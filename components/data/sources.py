@@ -1,4 +1,5 @@
-"""Dataset sources: the embedded digits set, user arrays (.npz or .csv), and the benchmark/image-folder modules."""
+"""Dataset sources: the embedded digits set, user arrays (.npz or .csv), and the benchmark/image-folder modules;
+the registry of them all, and `load_dataset`, which loads and checks the one `data.source` names."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.data.dataset import Dataset
+from components.data.dataset import Dataset, check_dataset
 from components.errors import LnlError
 from components.io import load_npy, read_npz_arrays
 
@@ -243,3 +244,11 @@ SOURCES: dict[str, Callable[..., Dataset]] = {
     "animal10n": _benchmark("animal10n", "load_animal10n_source"),
     "food101n": _benchmark("food101n", "load_food101n_source"),
 }
+
+
+def load_dataset(cfg) -> Dataset:
+    """Load and check the dataset named by `cfg` (a `DataParams`)."""
+    loader = SOURCES.get(cfg.source)
+    if loader is None:
+        raise LnlError(f"data.source: unknown source '{cfg.source}'; choose one of {', '.join(SOURCES)}")
+    return check_dataset(loader(cfg))

@@ -12,7 +12,7 @@ from torch import Tensor
 from components.training.augment import Augmenter
 from components.training.distributed import Distributed
 from components.training.loop import TensorSplits
-from components.training.state import capture_attributes, restore_attributes
+from components.training.resume import capture_attributes, restore_attributes
 
 
 @dataclass

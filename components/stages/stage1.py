@@ -13,7 +13,7 @@ from components.models import build_model, save_model_checkpoint
 from components.models.build import architecture
 from components.stages.common import load_noisy, load_prepared, run_stage
 from components.training import distributed
-from components.training.checkpoint import checkpoint_folders, stage_checkpoint
+from components.training.resume import checkpoint_folders, stage_checkpoint
 from components.training.label_wave import LabelWaveSelector, snapshot
 from components.training.loop import accuracy, pick_device, train_epochs
 from components.training.optim import build_optimizer, build_schedule

@@ -22,7 +22,7 @@ from components.methods.meta_common import unlabelled_subset
 from components.models import build_model, load_model_checkpoint, save_model_checkpoint
 from components.stages.common import load_noisy, load_prepared, read_npz, run_stage
 from components.training import distributed
-from components.training.checkpoint import checkpoint_folders, stage_checkpoint
+from components.training.resume import checkpoint_folders, stage_checkpoint
 from components.training.label_wave import snapshot
 from components.training.loop import pick_device, train_epochs
 from components.training.optim import build_optimizer, build_schedule

@@ -19,7 +19,7 @@ from components.training.optim import clip_gradients
 from components.training.runtime import Runtime
 
 if TYPE_CHECKING:
-    from components.training.checkpoint import ResumeCheckpoint
+    from components.training.resume import ResumeCheckpoint
     from components.training.optim import LrSchedule
 
 
@@ -130,7 +130,7 @@ def train_epochs(
     threads: the cost figure that a shared machine's load barely moves), seconds (the whole epoch), plus whatever `after_epoch(epoch, row)` adds (it sees the row's metrics so far). `test_acc` exists only for the oracle curve, which
     evaluation reports separately and never uses for selection.
 
-    `checkpointer` (components.training.checkpoint.ResumeCheckpoint) restores the loop's and the stage's state
+    `checkpointer` (components.training.resume.ResumeCheckpoint) restores the loop's and the stage's state
     from a matching resume checkpoint before the first epoch (training continues after its epoch, the earlier
     rows included) and saves them after each epoch on its cadence.
 

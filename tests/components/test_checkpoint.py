@@ -16,9 +16,8 @@ from torch import nn
 from components.config import validate_params
 from components.errors import LnlError
 from components.methods import get_method
-from components.training.checkpoint import ResumeCheckpoint, run_key, section_values
+from components.training.resume import ResumeCheckpoint, capture, restore, run_key, section_values
 from components.training.loop import train_epochs
-from components.training.state import capture, restore
 from tests.components.test_meta_methods import blobs, context
 
 TIMING = ("seconds", "train_seconds", "method_seconds", "train_cpu_seconds", "method_cpu_seconds")

@@ -22,7 +22,7 @@ from components.io import (atomic_dir, check_writable, load_npy, load_torch, rea
 from components.models import load_model_checkpoint, save_model_checkpoint
 from components.models.weights import read_state_dict
 from components.stages.common import run_stage
-from components.training.checkpoint import ResumeCheckpoint
+from components.training.resume import ResumeCheckpoint
 from tests.components.test_checkpoint import train_ce
 from tests.conftest import small_disk
 

@@ -22,7 +22,7 @@ from components.methods.two_networks import make_peer
 from components.stages.stage2 import check_trusted_split, selected_model, selection_rule
 from components.training.loop import TensorSplits, train_epochs
 from components.training.optim import LrSchedule, build_optimizer, build_schedule
-from components.training.state import capture
+from components.training.resume import capture
 from tests.components.test_checkpoint import Crash, same, train_ce, untimed
 from tests.components.test_meta_methods import blobs, context
 
