@@ -13,9 +13,10 @@ export PREFECT_HOME := $(ROOT)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 export PYTHONDONTWRITEBYTECODE := 1
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: install run repro track compare test test-fast deploy mlflow-ui prefect-server results results-quick
-.PHONY: mlflow-server work-pool deploy-pool worker push pull screenshots serve
+.PHONY: mlflow-server work-pool deploy-pool worker push pull screenshots serve docs docs-serve
 
 install: $(VENV)/.installed
 
@@ -42,7 +43,7 @@ track: install
 # Every run of params.yaml `compare.runs` × `compare.seeds` on the pipeline's cached stage one, one table.
 compare: install
 	@python -c "import sys; from components.config import load_params; load_params().compare.runs or sys.exit(\
-	'make compare: error: params.yaml has no compare.runs to compare (README: Comparing methods)')"
+	'make compare: error: params.yaml has no compare.runs to compare (docs/compare.md)')"
 	dvc repro
 	dvc repro compare/dvc.yaml
 	lnlflow track --compare
@@ -80,7 +81,7 @@ mlflow-ui: install
 	python -m components.mlflow_home  # a moved or copied project: point its artifact locations here
 	mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
 
-# Scaling out (README "Scaling out"). Other machines: MLFLOW_TRACKING_URI=http://<host>:5000 and
+# Scaling out (docs/scaling-out.md). Other machines: MLFLOW_TRACKING_URI=http://<host>:5000 and
 # PREFECT_API_URL=http://<host>:4200/api; bind HOST=0.0.0.0 only on a trusted network.
 HOST ?= 127.0.0.1
 POOL ?= lnlflow
@@ -112,8 +113,9 @@ push: install
 pull: install
 	dvc pull dvc.yaml
 
-# Every results table the README shows (benchmarks/results.py): full (digits, 3 seeds × every noise setting, the
-# shipped epochs; about an hour on 2 cores), then copied into README.md; quick: 2 seeds, 2 settings, 10 epochs.
+# Every results table (benchmarks/results.py; docs/results/ includes them): full (digits, 3 seeds × every noise
+# setting, the shipped epochs; about an hour on 2 cores), then the README's block is copied from its file; quick:
+# 2 seeds, 2 settings, 10 epochs.
 results: install
 	python benchmarks/results.py
 
@@ -125,3 +127,13 @@ results-quick: install
 screenshots: install
 	@python -c "import playwright" 2>/dev/null || python -m pip install -qq --disable-pip-version-check playwright==1.65.2
 	python docs/screenshots.py
+
+# The documentation site (mkdocs.yml, pages under docs/) into site/; --strict: any warning (a broken link or heading
+# anchor, a page missing from the nav, a results file the results pages include but cannot find) fails the build.
+docs: install
+	mkdocs build --strict --site-dir site
+
+# The same site on http://127.0.0.1:$(DOCS_PORT), rebuilt on every save.
+DOCS_PORT ?= 8000
+docs-serve: install
+	mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)

@@ -1,4 +1,4 @@
-"""Results tables: JSON (written by results.py) → markdown, and the README's generated blocks.
+"""Results tables: JSON (written by results.py) → markdown, and the README's generated block(s).
 
 A table's JSON: {"table", "title", "commit", "dirty", "command", "started", "machine": {"cpu", "cores",
 "torch_threads", "device"}, "varies", "size", "rows": [{"setting", "method", "seed", "noise_seed", "stage1_seed",

@@ -37,3 +37,9 @@ def test_prefect_targets_default_to_the_local_server():
 def test_make_serve_runs_lnlflow_serve():
     assert "lnlflow serve --host 127.0.0.1 --port 5001" in make_n("serve")
     assert "lnlflow serve --host 127.0.0.1 --port 5055" in make_n("serve", SERVE_PORT="5055")
+
+
+def test_make_docs_builds_strictly_into_site_and_docs_serve_stays_on_loopback():
+    assert "mkdocs build --strict --site-dir site" in make_n("docs")
+    assert "mkdocs serve --strict --dev-addr 127.0.0.1:8000" in make_n("docs-serve")
+    assert "mkdocs serve --strict --dev-addr 127.0.0.1:8011" in make_n("docs-serve", DOCS_PORT="8011")
