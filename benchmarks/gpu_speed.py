@@ -13,7 +13,7 @@ of the code path, not a measurement of the variants. Goal on one H100: ≤ 2 s p
 Usage:
     python benchmarks/gpu_speed.py [--n 50000] [--batch-size 512] [--epochs 3] [--n-eval 10000]
         [--variants fp32,bf16,bf16_cl,bf16_cl_compile] [--arch preact_resnet18] [--width 64]
-        [--device auto] [--threads 0] [--nondeterministic] [--out benchmarks/results/gpu_speed.md]
+        [--device auto] [--threads 0] [--nondeterministic] [--out FILE.md]
 """
 
 from __future__ import annotations

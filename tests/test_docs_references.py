@@ -1,7 +1,8 @@
 """References between the repository's documents stay valid, and none points outside the repository.
 
 Scanned: README.md, docs/**/*.md, presets/*.yaml, params.yaml and every .py under components/, flows/, benchmarks/
-and tests/. In all of them, a path `docs/…` (optionally with `#anchor`) must name an existing file or folder; in the
+and tests/. In all of them, a path `docs/…` (optionally with `#anchor`) must name an existing file or folder, and a
+path to a file of the code (`components/….py`, `flows/…`, `benchmarks/…`, `presets/….yaml`, `tests/…`) an existing file; in the
 markdown files, every relative link `](target)` and every snippet include `--8<-- "path"` must name an existing
 file, and an `#anchor` into a markdown file must match one of its headings (slugged as the docs site slugs them, or
 as GitHub does). The documents must cite the papers or a page of this repository, never notes that are not in it.
@@ -23,6 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 DOCS_PATH = re.compile(r"(?<![\w/.-])docs/[\w./-]*(?:#[\w-]+)?")
+# a file of the code named by its path (`components/training/resume.py`, `benchmarks/results.py`, a preset)
+CODE_PATH = re.compile(r"(?<![\w/.-])(?:components|flows|benchmarks|presets|tests)/[\w./-]*\.(?:py|yaml|sh|json|md)\b")
 MARKDOWN_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 SNIPPET = re.compile(r'^\s*--8<--\s+"([^"]+)"', re.M)
 FENCE = re.compile(r"^(\s*)(```|~~~)")
@@ -106,6 +109,9 @@ def references(path: Path) -> Iterator[tuple[int, str, Path, str | None]]:
         for match in DOCS_PATH.finditer(line):
             target, _, anchor = match.group(0).partition("#")
             yield number, match.group(0), ROOT / target, anchor or None
+        for match in CODE_PATH.finditer(line):
+            if not re.search(r"\*|/[A-Z_]+\.", match.group(0)):  # a pattern or a placeholder (presets/NAME.yaml)
+                yield number, match.group(0), ROOT / match.group(0), None
     if path.suffix != ".md":
         return
     for number, line in without_code_blocks(text):
