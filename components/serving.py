@@ -217,6 +217,6 @@ def log_model(mlflow, root: Path):
         signature=ModelSignature(outputs=outputs),  # no input schema: raw data reaches `prepare` unchanged
         input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
-                          f"pandas=={pd.__version__}"],  # explicit: inference would add ~9 s (stack.md §3)
+                          f"pandas=={pd.__version__}"],  # explicit: MLflow's inference of them adds ≈ 9 s
         metadata={"how_to_call": spec.describe(columns), "input": manifest["input"], "output_columns": columns},
     )

@@ -25,7 +25,7 @@ import pytest
 from components.config import load_params
 from tests.conftest import BIN, make_workspace, run, write_params
 
-STARTUP_TIMEOUT_S = 120  # stack.md §3/§4: ≈ 22 s (MLflow) and ≈ 16 s (Prefect) warm; a busy 2-core box is slower
+STARTUP_TIMEOUT_S = 120  # warm start-up measured at ≈ 22 s (MLflow server), ≈ 16 s (Prefect); a busy box is slower
 OUTPUTS = ("data/prepared", "data/noisy", "outputs", "reports", "plots", "metrics")
 
 

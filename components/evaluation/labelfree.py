@@ -2,8 +2,9 @@
 
 After every stage-two epoch (any method), the mean CLID over a fixed pool of training images is computed in
 eval mode, in batches of 100; the k lowest-CLID epochs are kept with their test logits (float16), whose sum
-is the ensemble prediction, and the single lowest-CLID epoch's weights are kept as a deployable model
-(specs/clidmu.md §6). No label is read.
+is the ensemble prediction, and the single lowest-CLID epoch's weights are kept as a deployable model. This is
+CLID-MU's label-free selection (Hu et al., KDD 2025; the official code sums the test logits of the five
+lowest-CLID checkpoints): docs/evaluation.md#label-free-model-selection. No label is read.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CLID: the label-free meta loss of CLID-MU (specs/clidmu.md §1).
+"""CLID: the label-free meta loss of CLID-MU (Hu et al., KDD 2025; `clid_loss` in the official `utilities.py`).
 
 CLID = (1/n)·Σ_i Σ_j B_ij·(−log(A_ij + eps)): A is the row softmax of the (negatives-clipped) cosine similarities
 of the penultimate embeddings at temperature τ, B the row-normalised similarities of the L2-normalised softmax

@@ -1,6 +1,8 @@
-"""`clidmu`: meta-learning without clean labels (specs/clidmu.md). The meta loss is CLID, the divergence between
-the neighbour structure of the last hidden layer and that of the output layer, on a fixed random subset of
-training images whose labels are never read. Hosts: the VRI rectifier (default) or the MW-Net weighting net.
+"""`clidmu`: meta-learning without clean labels (CLID-MU, Hu et al., KDD 2025; docs/methods/clidmu.md).
+
+The meta loss is CLID, the divergence between the neighbour structure of the last hidden layer and that of the
+output layer, on a fixed random subset of training images whose labels are never read. Hosts: the MW-Net
+weighting net (default) or the VRI rectifier (the paper's main host).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ DEFAULT_META_LR = {"vri": 0.01, "wnet": 1e-3}
 class ClidMu(MetaMethod):
     """CLID meta loss with the VRI or the MW-Net host."""
 
-    DEFAULT_INIT = "scratch"  # as in the paper (no warm-up: specs/clidmu.md §4)
+    DEFAULT_INIT = "scratch"  # as the official `main_vri.py`: from initialisation, no warm-up
 
     STATE_SKIP = MetaMethod.STATE_SKIP + ("meta_images",)  # a fixed seeded subset of the training images
 
@@ -75,7 +77,7 @@ class ClidMu(MetaMethod):
                                  train_weights=True)
         v = self.host(embedding.detach(), labels, generator=self.noise_gen)
         loss = F.cross_entropy(v * logits, labels)
-        if self.cfg.vri_use_kl:  # no gradient to the classifier (spec §2.1); kept for parity of compute only
+        if self.cfg.vri_use_kl:  # a function of φ and the detached embedding: no gradient to θ; compute parity only
             loss = loss + self.cfg.vri_kl_weight * vri_kl(self.host, embedding.detach(), labels)
         return loss
 

@@ -1,5 +1,5 @@
 """`coteaching`: two networks, each updated on the samples its peer finds easiest (Han et al., NeurIPS 2018;
-specs/baselines.md).
+docs/methods/coteaching.md).
 
 In every batch each network ranks the samples by its own cross-entropy and keeps the (1 − forget_rate(t))
 fraction with the smallest loss; each network is then updated on its peer's selection. forget_rate(t) ramps

@@ -1,5 +1,5 @@
 """`dividemix`: co-divide with loss GMMs, then MixMatch on the labelled/unlabelled split (Li et al., ICLR 2020;
-specs/baselines.md). Stage one is net 1's warm-up (to its last epoch, as the paper's fixed-length warm-up, or to
+docs/methods/dividemix.md). Stage one is net 1's warm-up (to its last epoch, as the paper's fixed-length warm-up, or to
 the label-wave base model: `warmup_end`). Net 2, as in the official code, is initialised independently (its own
 named random stream, `model.weights` if set) and warmed up with cross-entropy for as many epochs, with stage one's
 recipe (optimiser, the schedule's first epochs, clipping, batch size, weak views), on its own batch order
@@ -44,9 +44,10 @@ SYMMETRIC_KINDS = ("symmetric_exclusive", "symmetric_inclusive", "symmetric_incl
 
 
 def lambda_u_preset(kind: str, rate: float, n_classes: int) -> float:
-    """λ_u per setting, as the DivideMix protocol uses it (specs/baselines.md): 0 without noise, for asymmetric
-    noise and for ≤ 20 % symmetric noise; 50 at ≥ 90 % symmetric with ≤ 10 classes; 150 at ≥ 50 % symmetric
-    with more classes (these CIFAR-100 cells are unverified); 25 otherwise (also instance and real noise)."""
+    """λ_u per setting, as DivideMix uses it (Li et al., ICLR 2020): 0 without noise, for asymmetric noise and for
+    ≤ 20 % symmetric noise (the maintainers' answers in issues #26 and #50 of the official repository); 50 at ≥ 90 %
+    symmetric with ≤ 10 classes; 150 at ≥ 50 % symmetric with more classes (these CIFAR-100 cells are unverified);
+    25 otherwise (also instance and real noise)."""
     if kind not in SYMMETRIC_KINDS + ASYMMETRIC_KINDS + ("none",):  # e.g. instance or real noise: the default
         return 25.0
     if kind == "none" or kind in ASYMMETRIC_KINDS or rate <= 0.2:

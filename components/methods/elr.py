@@ -1,4 +1,4 @@
-"""`elr`: early-learning regularisation (Liu et al., NeurIPS 2020; specs/baselines.md), ELR without the '+'."""
+"""`elr`: early-learning regularisation (Liu et al., NeurIPS 2020; docs/methods/elr.md), ELR without the '+'."""
 
 from __future__ import annotations
 

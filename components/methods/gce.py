@@ -1,4 +1,4 @@
-"""`gce`: truncated generalised cross-entropy (Zhang & Sabuncu, NeurIPS 2018; specs/baselines.md)."""
+"""`gce`: truncated generalised cross-entropy (Zhang & Sabuncu, NeurIPS 2018; docs/methods/gce.md)."""
 
 from __future__ import annotations
 

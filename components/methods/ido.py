@@ -1,8 +1,9 @@
-"""`ido`: wrong events + Beta mixture + the three-term dynamically weighted loss (specs/ido.md).
+"""`ido`: wrong events + Beta mixture + the three-term dynamically weighted loss (Zhang et al., NeurIPS 2025).
 
 Stage one's wrong-event counts seed the mixture; every stage-two batch adds its own wrong events
 (weak and strong view, train mode, before the step), is scored by the class-wise (or global) Beta
 mixture, and trains on τ1·CE + ε·logit-consistency + τ2·entropy. The mixture is refit after each epoch.
+docs/methods/ido.md lists the settings and where lnlflow departs from the official code.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class IDO(Stage2Method):
 
     DDP_ROWS, DDP_SUMS = ("counts",), ("_sums",)
 
-    INITS = ("base",)  # stage two continues from the base model (specs/ido.md §1)
+    INITS = ("base",)  # stage two continues from stage one's base model, as the official code does
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)

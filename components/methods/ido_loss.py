@@ -1,4 +1,4 @@
-"""IDO stage-two loss (spec ido.md §5): weighted CE + logit consistency + entropy minimisation."""
+"""IDO's stage-two loss (Zhang et al., NeurIPS 2025): weighted CE + logit consistency + entropy minimisation."""
 
 from __future__ import annotations
 

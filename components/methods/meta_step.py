@@ -1,8 +1,8 @@
 """One-step look-ahead meta-gradient shared by MetaLabelNet, CLID-MU (VRI/MW-Net hosts) and MW-Net.
 
 θ̂(φ) = θ − lr·∇_θ L_in(θ, φ) over the *virtual* parameters (plain SGD: no momentum, no weight decay); the meta
-loss is evaluated at θ̂ and differentiated w.r.t. φ (specs/clidmu.md §7, specs/metalabelnet.md §7). Two exact
-forms of the same gradient:
+loss is evaluated at θ̂ and differentiated w.r.t. φ: MW-Net's one-step look-ahead (Shu et al., NeurIPS 2019), which
+MetaLabelNet and CLID-MU reuse with their own losses. Two exact forms of the same gradient:
 
 - ``unrolled``: the meta forward at θ̂ sits inside the double-backward graph (reference);
 - ``cheap_exact``: v = ∇_θ̂ L_meta from an ordinary backward, then grad_φ = −lr·∂/∂φ Σ_k ⟨g_k, v_k⟩ with v held

@@ -1,10 +1,12 @@
 """`metalabelnet`: soft labels from a single-layer net over frozen warm-up features, meta-learned so that one
-step on them lowers cross-entropy on the trusted (clean) validation split (specs/metalabelnet.md).
+step on them lowers cross-entropy on the trusted (clean) validation split (Algan & Ulusoy, arXiv 2103.10869;
+docs/methods/metalabelnet.md).
 
 Stage one is the warm-up: its model at the warm-up's end (`warmup_end`: stage one's last epoch, as the paper's
 fixed-length warm-up, or the label-wave base model) initialises the classifier and, frozen, serves as the feature
 encoder. Noisy labels are not read after warm-up. The real step trains on reverse cross-entropy against the
-updated generator's (detached) soft labels, reusing the forward from before the meta update (as specified).
+updated generator's (detached) soft labels, reusing the forward from before the meta update, as the official code
+does.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Two-component Beta mixtures over wrong-event counts, and the IDO per-sample weights (spec ido.md §4, §5.1);
+"""Two-component Beta mixtures over wrong-event counts, and the IDO per-sample weights (Zhang et al., NeurIPS 2025);
 at the end, the two-Gaussian loss mixture of DivideMix's division.
 
 Component 0 is *clean* (few wrong events), component 1 is *noisy*. EM is the weighted method of moments of
@@ -327,8 +327,9 @@ def gaussian_clean_probability(
 ) -> np.ndarray:
     """Posterior of the lower-mean component of a 2-component 1-D Gaussian mixture fitted to `losses`.
 
-    DivideMix's division (specs/baselines.md): the caller min-max normalises per-sample losses; the fit is
-    scikit-learn's EM with k-means initialisation (seeded), `max_iter` 10, `tol` 1e-2, `reg_covar` 5e-4.
+    DivideMix's co-divide (Li et al., ICLR 2020; the official `Train_cifar.py`): the caller min-max normalises
+    per-sample losses; the fit is scikit-learn's EM with k-means initialisation (seeded), `max_iter` 10, `tol` 1e-2,
+    `reg_covar` 5e-4.
     """
     import warnings
 

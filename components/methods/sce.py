@@ -1,4 +1,4 @@
-"""`sce`: symmetric cross-entropy α·CE + β·RCE (Wang et al., ICCV 2019; specs/baselines.md)."""
+"""`sce`: symmetric cross-entropy α·CE + β·RCE (Wang et al., ICCV 2019; docs/methods/sce.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthetic label-noise injection (spec: shared/specs/noise.md)."""
+"""Synthetic label-noise injection, one convention of the literature per kind (docs/parameters.md#noise-kinds)."""
 
 from components.noise.generators import (
     NAMED_CLASS_MAPS,

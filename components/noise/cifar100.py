@@ -1,4 +1,4 @@
-"""CIFAR-100 asymmetric noise maps (specs/noise.md §3): each class flips to the "next" class of its group of 5.
+"""CIFAR-100 asymmetric noise (Patrini et al., CVPR 2017): each class flips to the "next" class of its group of 5.
 
 - `cifar100` (the literature default, Patrini et al.'s reference code as used by DivideMix, ELR, ...): the
   groups are the consecutive fine-label index blocks [5k, 5k + 5), i → 5k + (i + 1) mod 5. Fine labels are

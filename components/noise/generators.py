@@ -1,4 +1,5 @@
-"""Synthetic label-noise generators (spec: shared/specs/noise.md, sections 1-4).
+"""Synthetic label-noise generators: symmetric, pair-flip, class-map and part-dependent instance noise, each
+following one convention of the literature (docs/parameters.md#noise-kinds).
 
 Every generator draws from a local ``numpy.random.default_rng(seed)`` (never the
 global RNG) and works on CPU with numpy/scipy only, so the output depends on the

@@ -26,7 +26,8 @@ class WrongEventRecorder:
     """Per-sample training dynamics: wrong events, and each epoch's predictions and losses.
 
     A wrong event is counted once per sample per epoch when the train-mode prediction on the augmented
-    view differs from the given label, before that batch's optimiser step (specs/ido.md §2).
+    view differs from the given label, before that batch's optimiser step: IDO's wrong events (Zhang et al.,
+    NeurIPS 2025), counted as its official stage one does.
     """
 
     def __init__(self, n: int, epochs: int, device: torch.device):

@@ -1,8 +1,10 @@
 """Base-model selection by the label wave (first local minimum of the prediction-change curve).
 
-Implements specs/ido.md §3.2 with real copies of the weights: rule `label_wave` returns epoch t−1 at the
-first epoch t whose prediction change does not decrease; `label_wave_aliased` reproduces the official
-code's aliasing (epoch t); `last` takes the final epoch.
+The base-model rule of IDO's stage one (Zhang et al., NeurIPS 2025), after "Label Wave" (Yuan, Feng & Liu,
+ICLR 2025): rule `label_wave` returns epoch t−1 at the first epoch t whose prediction change does not decrease;
+`last` takes the final epoch. The official IDO code keeps that "previous epoch" as `model.state_dict()` without
+copying it, so the tensors follow the live weights and the saved model is really epoch t. We store real copies,
+since the rule means t−1; `label_wave_aliased` reproduces the official result (epoch t).
 """
 
 from __future__ import annotations

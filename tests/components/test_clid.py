@@ -1,4 +1,4 @@
-"""The CLID loss (specs/clidmu.md §1, §8)."""
+"""The CLID loss of CLID-MU (Hu et al., KDD 2025; docs/methods/clidmu.md#clid-and-the-two-hosts-in-symbols)."""
 
 from __future__ import annotations
 

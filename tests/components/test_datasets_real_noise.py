@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the workplace's real CIFAR-N label files: ../shared beside the checkout (tests skip where it is absent)
 SHARED = next((p for p in (ROOT.parent / "shared/data/cifar-n", Path("/work/shared/data/cifar-n")) if p.is_dir()),
               ROOT.parent / "shared/data/cifar-n")
-PUBLISHED_RATES = [  # specs/noise.md: measured against clean_label
+PUBLISHED_RATES = [  # CIFAR-N (Wei et al., ICLR 2022): each label set's noise rate, measured against clean_label
     ("CIFAR-10_human.pt", "aggre", 0.0901), ("CIFAR-10_human.pt", "random1", 0.1723),
     ("CIFAR-10_human.pt", "random2", 0.1812), ("CIFAR-10_human.pt", "random3", 0.1764),
     ("CIFAR-10_human.pt", "worst", 0.4021), ("CIFAR-100_human.pt", "noisy", 0.4020),

@@ -1,4 +1,4 @@
-"""IDO stage-two loss (spec ido.md §5, §12)."""
+"""IDO's stage-two loss (Zhang et al., NeurIPS 2025; docs/methods/ido.md#the-loss-in-symbols)."""
 
 from __future__ import annotations
 

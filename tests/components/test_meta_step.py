@@ -1,4 +1,4 @@
-"""The shared one-step look-ahead meta-gradient (specs/clidmu.md §7, specs/metalabelnet.md §7, §10)."""
+"""The shared one-step look-ahead meta-gradient (docs/methods/meta_step.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for components.noise (spec: shared/specs/noise.md sections 1-4)."""
+"""Tests for components.noise: the conventions of docs/parameters.md#noise-kinds."""
 
 from __future__ import annotations
 
