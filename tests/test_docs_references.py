@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DOCS_PATH = re.compile(r"(?<![\w/.-])docs/[\w./-]*(?:#[\w-]+)?")
+DOCS_PATH = re.compile(r"(?<![\w/.-])docs/(?:[\w./-]*[\w/-])?(?:#[\w-]+)?")  # a full stop after it ends the sentence
 # a file of the code named by its path (`components/training/resume.py`, `benchmarks/results.py`, a preset)
 CODE_PATH = re.compile(r"(?<![\w/.-])(?:components|flows|benchmarks|presets|tests)/[\w./-]*\.(?:py|yaml|sh|json|md)\b")
 MARKDOWN_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
