@@ -77,12 +77,20 @@ ACCURACY_TABLES: dict[str, dict[str, tuple[str, dict]]] = {
     },
     # docs/methods/meta_step.md: every meta-learner at its default beside its exact meta-gradient, at every size
     "meta_exact": {k: v for k, v in RUNS.items() if v[0] in ("metalabelnet", "clidmu", "mwnet")},
+    # docs/methods/meta_step.md, ablation: cheaper settings tried against the meta_exact rows
+    "meta_ablation": {
+        "clidmu-vri, meta.interval 2": ("clidmu", {"clidmu.host": "vri", "meta.interval": 2}),
+        "clidmu-vri, meta.interval 4": ("clidmu", {"clidmu.host": "vri", "meta.interval": 4}),
+        "metalabelnet, meta.meta_batch_size 64": ("metalabelnet", {"meta.meta_batch_size": 64}),
+        "metalabelnet, meta.scope head": ("metalabelnet", {"meta.scope": "head"}),
+    },
 }
 EXACT_EVERYWHERE = ("meta_exact",)  # tables whose `-exact` runs are not left out at full size
 TITLES = {
     "methods": "Every stage-two method at its defaults",
     "mwnet_ablation": "MW-Net: normalised weights × start",
     "meta_exact": "Meta-learners: default meta-gradient beside the exact one",
+    "meta_ablation": "Meta-learners: cheaper settings tried",
     "cost": "Stage-two cost per epoch (process CPU time, one torch thread)",
 }
 
@@ -263,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: the working tree has uncommitted changes; the tables will say dirty: true", file=sys.stderr)
     start = time.perf_counter()
     if "cost" in args.tables:  # alone on the machine, before the accuracy groups share it
-        methods = {k: v for k, v in RUNS.items() if v[0] in args.methods}
+        methods = {k: v for k, v in {**RUNS, **ACCURACY_TABLES["meta_ablation"]}.items() if v[0] in args.methods}
         rows = cost_runs(methods, size["cost_epochs"] + 1, size["repeats"])
         write_table("cost", rows, header=header, size=size, out_dir=out_dir, extra={
             "varies": ["repeat (order rotated; noise, stage one and stage two fixed at seed 0)"]})
