@@ -37,6 +37,12 @@ class MethodContext:
 class Stage2Method:
     """Subclasses implement `batch_loss`; the shared loop does the rest (optimiser, schedule, evaluation)."""
 
+    # What a method class declares (components/methods/__init__.py finds methods by them): its stage2.method value,
+    # its settings model (params.yaml stage2.<KIND>), and a section several methods read (MetaMethod: stage2.meta).
+    KIND: str
+    PARAMS: type | None = None
+    SHARED_SECTION: str | None = None
+    SHARED_PARAMS: type | None = None
     DEFAULT_INIT = "base"  # where training starts unless stage2.init says otherwise (as in the method's paper)
     INITS: tuple[str, ...] = ("base", "scratch")  # the starts the method supports
     # Attributes left out of `state_dict`: the context, and the trained model (the loop checkpoints it).

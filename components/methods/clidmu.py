@@ -7,10 +7,14 @@ weighting net (default) or the VRI rectifier (the paper's main host).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
+from components.config.section import MethodParams
 from components.errors import LnlError
 from components.methods.base import MethodContext
 from components.methods.clid import clid_loss
@@ -31,8 +35,28 @@ from components.training.streams import stream_seed, torch_generator
 DEFAULT_META_LR = {"vri": 0.01, "wnet": 1e-3}
 
 
+class ClidMuParams(MethodParams):
+    """CLID-MU's settings, params.yaml stage2.clidmu (docs/methods/clidmu.md): label-free meta loss on a fixed
+    random subset of training images."""
+
+    host: Literal["vri", "wnet"] = Field(
+        "wnet", description="wnet (MW-Net's weighting net; best on digits) | vri (the rectifier, the paper's main host)")
+    meta_set_size: int = Field(1000, ge=2, description="training images whose labels are never read")
+    tau: float = Field(0.5, gt=0)
+    meta_optimizer: Literal["adam", "sgd"] = "adam"
+    meta_lr: float | None = Field(None, gt=0, description="default: 0.01 (vri), 1e-3 (wnet)")
+    meta_weight_decay: float = Field(5e-4, ge=0)
+    vri_use_kl: bool = Field(False, description="the official KL term has no gradient path to the classifier")
+    vri_kl_weight: float = Field(0.01, ge=0)
+    wnet_normalize_weights: bool = True
+    aug: Literal["standard", "strong_all"] = Field("standard", description="strong_all = the official RandAugment view for every image")
+
+
 class ClidMu(MetaMethod):
     """CLID meta loss with the VRI or the MW-Net host."""
+
+    KIND = "clidmu"  # params.yaml stage2.method
+    PARAMS = ClidMuParams  # params.yaml stage2.clidmu
 
     DEFAULT_INIT = "scratch"  # as the official `main_vri.py`: from initialisation, no warm-up
 

@@ -11,11 +11,15 @@ full forget rate (the last epoch's if training ends before the ramp does).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import Tensor
 
+from components.config.section import MethodParams
 from components.errors import LnlError
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.mixtures import ClassWiseBetaMixture
@@ -64,8 +68,30 @@ def resolve_forget_rate(ctx: MethodContext) -> float:
     return noise.rate
 
 
+class CoteachingParams(MethodParams):
+    """Co-teaching's settings, params.yaml stage2.coteaching (Han et al., NeurIPS 2018): two networks, each
+    trained on its peer's small-loss selection."""
+
+    forget_rate: float | Literal["noise_rate", "estimate"] = Field(
+        "noise_rate",
+        description="τ: noise_rate = noise.rate (the paper); estimate = stage one's wrong-event mixture; or a number",
+    )
+    num_gradual: int = Field(10, ge=1, description="T_k: epochs over which the forget rate ramps up")
+    exponent: float = Field(1.0, gt=0, description="c: the ramp goes from 0 to τ^c")
+
+    @field_validator("forget_rate")
+    @classmethod
+    def _rate(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and not 0 <= value < 1:
+            raise ValueError("forget_rate must be in [0, 1), 'noise_rate' or 'estimate'")
+        return value
+
+
 class CoTeaching(Stage2Method):
     """Cross-update of two networks on each other's small-loss selections."""
+
+    KIND = "coteaching"  # params.yaml stage2.method
+    PARAMS = CoteachingParams  # params.yaml stage2.coteaching
 
     DEFAULT_INIT = "scratch"  # as in the paper
     STATE_SKIP = Stage2Method.STATE_SKIP + ("peer_trainer",)  # the peer (checkpointed) or a wrapper around it

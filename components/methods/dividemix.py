@@ -21,11 +21,15 @@ Prediction = the sum of both networks' logits (the saved model is that ensemble)
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from components.config.section import MethodParams
 from components.errors import LnlError
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.mixtures import gaussian_clean_probability
@@ -145,8 +149,35 @@ class CycledSubset:
         return torch.cat(out) if out else self.indices[:0]
 
 
+class DivideMixParams(MethodParams):
+    """DivideMix's settings, params.yaml stage2.dividemix (Li et al., ICLR 2020; docs/methods/dividemix.md): GMM
+    co-divide + MixMatch; stage one is the warm-up."""
+
+    p_threshold: float = Field(0.5, gt=0, lt=1, description="clean probability above which a sample is labelled")
+    temperature: float = Field(0.5, gt=0, description="sharpening temperature T")
+    alpha: float = Field(4.0, gt=0, description="MixMatch Beta(α, α)")
+    lambda_u: float | None = Field(None, ge=0, description="unlabelled loss weight; null = the per-setting "
+                                      "preset (0 for asymmetric or ≤ 20 % symmetric noise, 25 by default, ...)")
+    rampup_epochs: int = Field(16, ge=1, description="λ_u ramps up linearly over this many epochs")
+    loss_history: int | None = Field(None, ge=1, description="epochs of losses averaged for the GMM; null = 5 at ≥ 90% noise, else 1")
+    gmm_max_iter: int = Field(10, ge=1)
+    gmm_tol: float = Field(1e-2, gt=0)
+    gmm_reg_covar: float = Field(5e-4, gt=0)
+    warmup_end: Literal["last", "base"] = Field(
+        "last", description="net 1's warm-up end: last = stage one's final epoch (the paper's fixed-length "
+        "warm-up) | base = stage one's base model (label wave)",
+    )
+    peer_init: Literal["independent", "copy"] = Field(
+        "independent", description="independent = net 2 gets its own initialisation and its own CE warm-up of "
+        "as many epochs as net 1's (official) | copy = net 2 starts as a copy of net 1",
+    )
+
+
 class DivideMix(Stage2Method):
     """Two networks, GMM co-divide, label refinement, co-guessing, MixMatch."""
+
+    KIND = "dividemix"  # params.yaml stage2.method
+    PARAMS = DivideMixParams  # params.yaml stage2.dividemix
 
     INITS = ("base",)  # the warm-up is stage one
 

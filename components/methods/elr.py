@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
+from components.config.section import MethodParams
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.robust_losses import elr_penalty
 
 
+class ElrParams(MethodParams):
+    """ELR's settings, params.yaml stage2.elr (Liu et al., NeurIPS 2020): the paper's CIFAR-10 setting λ = 3,
+    β = 0.7."""
+
+    lam: float = Field(3.0, ge=0)
+    beta: float = Field(0.7, ge=0, lt=1)
+
+
 class ELR(Stage2Method):
     """CE + λ·mean log(1 − ⟨p, t⟩); t is a per-sample moving average of the model's own predictions."""
+
+    KIND = "elr"  # params.yaml stage2.method
+    PARAMS = ElrParams  # params.yaml stage2.elr
 
     DDP_ROWS = ("targets",)
 

@@ -8,17 +8,37 @@ docs/methods/ido.md lists the settings and where lnlflow departs from the offici
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
+from components.config.section import MethodParams
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.ido_loss import ido_loss
 from components.methods.mixtures import ClassWiseBetaMixture, ido_weights
 
 
+class IdoParams(MethodParams):
+    """IDO's settings, params.yaml stage2.ido (docs/methods/ido.md): defaults are the recommended ones, the
+    official code's values reachable."""
+
+    bmm_scope: Literal["class", "global"] = "class"
+    out_of_range: Literal["clip", "zero"] = "clip"
+    sort_components: bool = True
+    degenerate_fallback: Literal["global", "none"] = "global"
+    em_iters_init: int = Field(20, ge=1)
+    em_iters_epoch: int | None = Field(None, ge=1, description="default: 2 (class) or 1 (global)")
+    entropy_confidence_weight: bool = False
+
+
 class IDO(Stage2Method):
     """Instance-level difficulty modelling and dynamic optimisation."""
+
+    KIND = "ido"  # params.yaml stage2.method
+    PARAMS = IdoParams  # params.yaml stage2.ido
 
     DDP_ROWS, DDP_SUMS = ("counts",), ("_sums",)
 

@@ -3,10 +3,14 @@ updates, meta-optimisers, and the two host networks (MW-Net's weighting net, VRI
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from components.config.section import Section
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.meta_step import MetaStep
 from components.training import distributed
@@ -48,12 +52,34 @@ def make_meta_optimizer(kind: str, params: list[Tensor], *, lr: float, weight_de
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
+class MetaParams(Section):
+    """The meta-learning methods' shared one-step look-ahead settings, params.yaml stage2.meta
+    (docs/methods/meta_step.md)."""
+
+    interval: int | None = Field(None, ge=1, description="a meta update every k steps; null = the method's default")
+    scope: Literal["full", "last_block", "head"] | None = Field(
+        None, description="parameters the virtual step updates; null = the method's default"
+    )
+    grad: Literal["directional", "cheap_exact", "unrolled"] = Field(
+        "directional", description="directional = the look-ahead meta-gradient by a forward difference along a "
+        "meta direction refreshed every `refresh` steps (docs/methods/meta_step.md); cheap_exact and unrolled are "
+        "two exact forms of one gradient")
+    refresh: int | None = Field(None, ge=1, description="directional: recompute the meta direction every k meta "
+                                "updates; null = the method's default")
+    eps: float = Field(1e-3, gt=0, description="directional: the difference step along the meta direction / its norm")
+    inner_lr: float | None = Field(None, gt=0, description="virtual SGD step size; default: the current LR")
+    meta_batch_size: int = Field(100, ge=2)
+
+
 class MetaMethod(Stage2Method):
     """A stage-two method with meta-parameters φ updated by a one-step look-ahead every `interval` steps.
 
     `stage2.meta.scope` / `interval` left null take the method's `DEFAULT_SCOPE` / `DEFAULT_INTERVAL`: the
     cheapest setting measured to stay within a point of the exact full-network, every-step one (README).
     """
+
+    SHARED_SECTION = "meta"  # params.yaml stage2.meta: read by every meta-learning method
+    SHARED_PARAMS = MetaParams
 
     DEFAULT_SCOPE = "full"
     DEFAULT_INTERVAL = 1

@@ -12,10 +12,13 @@ does.
 from __future__ import annotations
 
 import copy
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from components.config.section import MethodParams
 from components.methods.base import MethodContext
 from components.methods.meta_common import (
     EndlessBatches,
@@ -29,8 +32,46 @@ from components.training import distributed
 from components.training.streams import stream_seed
 
 
+class MetaLabelNetParams(MethodParams):
+    """MetaLabelNet's settings, params.yaml stage2.metalabelnet (docs/methods/metalabelnet.md); the meta set is the
+    trusted validation split."""
+
+    TRUSTED_META_SET = True  # its meta loss reads the validation split's labels
+
+    slp_lr: float = Field(1e-2, gt=0, description="Adam learning rate of the soft-label generator")
+    slp_weight_decay: float = Field(1e-4, ge=0)
+    alpha_inner: float | None = Field(
+        None, gt=0, description="virtual step size; null = stage2.meta.inner_lr if set, else 1 (official, "
+        "independent of the LR); setting both to different values is an error",
+    )
+    loss_norm: Literal["BC", "B"] = "BC"
+    entropy_weight: float = Field(1.0, ge=0, description="1 makes the real loss exactly reverse cross-entropy")
+    bn_meta: Literal["clone", "shared"] = Field("clone", description="shared = official (contaminates BN stats)")
+    shuffle: bool = Field(True, description="False = official fixed order, meta batch i mod M")
+    feature_source: Literal["frozen_warmup", "live_classifier"] = "frozen_warmup"
+    slp_init: Literal["default", "from_head"] = Field(
+        "from_head", description="default = a fresh init (official) | from_head = a copy of the base model's head")
+    warmup_end: Literal["last", "base"] = Field(
+        "last", description="the warm-up's end (classifier start and frozen encoder): last = stage one's final "
+        "epoch (the paper's fixed-length warm-up) | base = stage one's base model (label wave)",
+    )
+
+    def inner_step(self, shared: float | None) -> float:
+        """The virtual step: alpha_inner or stage2.meta.inner_lr (whichever is set; they must agree), else 1."""
+        return self.alpha_inner if self.alpha_inner is not None else shared if shared is not None else 1.0
+
+    def check(self, stage2: Any) -> None:
+        mln, shared = self.alpha_inner, stage2.meta.inner_lr
+        if mln is not None and shared is not None and mln != shared:
+            raise ValueError(f"metalabelnet.alpha_inner ({mln}) and meta.inner_lr ({shared}) both set the virtual "
+                             "step; set one of them (or both to the same value)")
+
+
 class MetaLabelNet(MetaMethod):
     """Classifier + soft-label generator (Linear(d, C) + softmax) meta-learned on a clean meta set."""
+
+    KIND = "metalabelnet"  # params.yaml stage2.method
+    PARAMS = MetaLabelNetParams  # params.yaml stage2.metalabelnet
 
     INITS = ("base",)  # the warm-up model is the classifier's start and the frozen encoder
     STATE_SKIP = MetaMethod.STATE_SKIP + ("encoder",)  # the frozen base model (rebuilt) or the model itself

@@ -4,9 +4,13 @@ for `clidmu`'s label-free meta loss."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
+from components.config.section import MethodParams
 from components.methods.base import MethodContext
 from components.methods.meta_common import (
     EndlessBatches,
@@ -19,8 +23,25 @@ from components.methods.meta_common import (
 from components.training.streams import stream_seed
 
 
+class MwnetParams(MethodParams):
+    """MW-Net's settings, params.yaml stage2.mwnet (docs/methods/mwnet.md): the weighting-net host with
+    cross-entropy on the trusted validation split as the meta loss."""
+
+    TRUSTED_META_SET = True  # its meta loss reads the validation split's labels
+
+    meta_optimizer: Literal["adam", "sgd"] = "adam"
+    meta_lr: float = Field(1e-3, gt=0)
+    meta_weight_decay: float = Field(1e-4, ge=0, description="official VNet: Adam 1e-3, wd 1e-4")
+    normalize_weights: bool = Field(
+        True, description="Σ v·ℓ / Σ v (the default: see docs/methods/mwnet.md's ablation); false = the official "
+        "script's mean of v·ℓ, which pairs with its SGD recipe (lr 0.1)")
+
+
 class MWNet(MetaMethod):
     """VNet host, clean cross-entropy meta loss."""
+
+    KIND = "mwnet"  # params.yaml stage2.method
+    PARAMS = MwnetParams  # params.yaml stage2.mwnet
 
     DEFAULT_INIT = "scratch"  # as in the paper (the official script trains from initialisation)
 
