@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from components.config.params import Params
 from components.config.stage2 import TRUSTED_SPLIT_METHODS
@@ -15,14 +16,35 @@ from components.errors import LnlError
 from components.noise_limits import params_noise_problem
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
-    """One readable message naming every bad field, e.g. `params.yaml: noise.rate: ... (got 1.5)`."""
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys of the section holding `loc`'s last key (None where that is not a plain section)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _unknown_key(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    """'unknown key', and inside a section the likely intended key or the section's keys (a misspelt setting)."""
+    keys = _known_keys(model, loc) if len(loc) > 1 else None
+    if not keys:
+        return "unknown key"
+    near = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    where = ".".join(map(str, loc[:-1]))
+    return f"unknown key (did you mean '{near[0]}'?)" if near else f"unknown key; {where} has {', '.join(keys)}"
+
+
+def format_validation_error(error: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """One readable message naming every bad field, e.g. `params.yaml: noise.rate: ... (got 1.5)`; `model` is
+    what was validated (default: Params), for the keys an unknown key may have meant."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = _unknown_key(item["loc"], model or Params)
         got = item.get("input")
         quiet = item["type"] in ("missing", "extra_forbidden", "not_a_number", LIMIT_ERROR) or isinstance(got, dict)
         shown = "" if quiet else f" (got {got!r})"

@@ -88,6 +88,15 @@ def test_unknown_nested_key(shipped_raw):
     assert "stage2.ido.foo" in message and "unknown key" in message
 
 
+def test_misspelt_setting_names_what_it_may_have_meant(shipped_raw):
+    assert _error(_with(shipped_raw, "stage2.mwnet.meta_lrr", 0.01)) == (
+        "params.yaml: stage2.mwnet.meta_lrr: unknown key (did you mean 'meta_lr'?)")
+    assert _error(_with(shipped_raw, "stage2.ido.meta_lr", 0.01)) == (
+        "params.yaml: stage2.ido.meta_lr: unknown key; stage2.ido has bmm_scope, out_of_range, sort_components, "
+        "degenerate_fallback, em_iters_init, em_iters_epoch, entropy_confidence_weight")
+    assert _error(_with(shipped_raw, "trainig", {})) == "params.yaml: trainig: unknown key"  # a section: no guess
+
+
 def test_wrong_type(shipped_raw):
     message = _error(_with(shipped_raw, "stage1.epochs", "ten"))
     assert "stage1.epochs" in message
