@@ -89,7 +89,7 @@ class DataParams(Section):
 
 
 class NoiseParams(Section):
-    """Synthetic label noise injected into the training split (see specs/noise.md)."""
+    """Synthetic label noise injected into the training split (components/noise: one generator per kind)."""
 
     kind: Literal[(*NOISE_KINDS, REAL_NOISE)] = "symmetric_exclusive"  # type: ignore[valid-type]
     rate: float = Field(0.4, ge=0, lt=1)
