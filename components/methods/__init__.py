@@ -50,7 +50,10 @@ class Found:
 
 def _constant(node: ast.AST) -> object:
     """The literal value of an AST expression; ValueError if it is not a literal."""
-    return ast.literal_eval(node)
+    try:
+        return ast.literal_eval(node)
+    except (TypeError, SyntaxError, RecursionError) as error:  # literal_eval's other ways to refuse
+        raise ValueError(str(error)) from None
 
 
 def _class_attributes(node: ast.ClassDef) -> dict[str, ast.expr]:
