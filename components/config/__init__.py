@@ -47,12 +47,18 @@ from components.config.optim import (
 )
 from components.config.params import CompareParams, EvaluateParams, Params, ScheduleParams
 from components.config.section import Section
-from components.config.stage2 import METHOD_NAMES, TRUSTED_SPLIT_METHODS, SelectionParams, Stage2Params
+from components.config.stage2 import (
+    METHOD_NAMES,
+    METHOD_SECTIONS,
+    TRUSTED_SPLIT_METHODS,
+    SelectionParams,
+    Stage2Params,
+)
 from components.config_mlflow import TrackingParams
 
 __all__ = [
-    "DATA_SOURCES", "DECODED_SOURCES", "FIXED_ARCHS", "METHOD_NAMES", "MODEL_ARCHS", "NOISE_KINDS", "PATH_SOURCES",
-    "REAL_NOISE", "ROOT_SOURCES", "TRUSTED_SPLIT_METHODS", "UNTRUSTED_SOURCES",
+    "DATA_SOURCES", "DECODED_SOURCES", "FIXED_ARCHS", "METHOD_NAMES", "METHOD_SECTIONS", "MODEL_ARCHS", "NOISE_KINDS",
+    "PATH_SOURCES", "REAL_NOISE", "ROOT_SOURCES", "TRUSTED_SPLIT_METHODS", "UNTRUSTED_SOURCES",
     "AugmentParams", "CompareParams", "CosineScheduleParams", "DataParams", "EvaluateParams", "LrScheduleParams",
     "ModelParams", "NoiseParams", "NormalizeStats", "OptimParams", "OptimizerParams", "Params", "RandAugmentParams",
     "RuntimeParams", "ScheduleParams", "Section", "SelectionParams", "Stage1Params", "Stage2Params", "TrackingParams",

@@ -31,6 +31,9 @@ METHOD_NAMES: tuple[str, ...] = tuple(_FOUND.methods)  # every valid stage2.meth
 TRUSTED_SPLIT_METHODS: tuple[str, ...] = tuple(  # their meta loss reads the validation split's labels
     kind for kind, entry in _FOUND.methods.items() if entry.params is not None and entry.params.TRUSTED_META_SET
 )
+METHOD_SECTIONS: dict[str, tuple[str, ...]] = {  # the stage2 sections each method reads: its own, then shared
+    kind: entry.reads for kind, entry in _FOUND.methods.items()
+}
 
 
 class Stage2Shared(OptimParams):

@@ -4,8 +4,9 @@ A method module declares two class attributes on its method class: `KIND = "<kin
 params.yaml `stage2.method` that chooses it, and `PARAMS = <its settings model>`, a `MethodParams` defined in the
 module, which is params.yaml `stage2.<kind>` (a method without settings leaves PARAMS out). A class with
 `SHARED_SECTION = "<name>"` and `SHARED_PARAMS = <model>` adds a section several methods read (`stage2.meta`,
-declared by `meta_common.MetaMethod`). Adding a method is adding its module (and its page docs/methods/<kind>.md):
-`components.config` builds stage2's sections and the list of method names from what `discover()` finds.
+declared by `meta_common.MetaMethod`; a method whose class inherits it reads that section too). Adding a method
+is adding its module (and its page docs/methods/<kind>.md): `components.config` builds stage2's sections, the
+method names and the sections each method reads from what `discover()` finds.
 
 Finding them imports no torch (components.config is read by every stage and must stay cheap): the declarations
 are read from each module's source with `ast`, and only the settings models are built, from the module's own
@@ -37,6 +38,7 @@ class MethodEntry:
     cls: str
     params: type | None
     path: Path
+    reads: tuple[str, ...] = ()  # the stage2 sections it reads: its own, then shared ones its class inherits
 
 
 @dataclass(frozen=True)
@@ -181,23 +183,38 @@ def _declarations(tree: ast.Module, path: Path) -> list[_Declared]:
     return declared
 
 
+def _class_bases(tree: ast.Module, module: str) -> dict[str, list[tuple[str, str]]]:
+    """Top-level class → its bases as (module, class), through the module's `from X import Y` imports."""
+    imported = {alias.asname or alias.name: (node.module, alias.name) for node in tree.body
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module for alias in node.names}
+    return {node.name: [imported.get(base.id, (module, base.id)) for base in node.bases if isinstance(base, ast.Name)]
+            for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
 def scan(paths: Iterable[str], package: str) -> Found:
     """Read every module of `package` found on `paths` and build what it declares (see the module docstring)."""
     from components.config.section import MethodParams, Section
 
-    found, owner = Found(), {}
+    files: dict[str, Path] = {}
     for info in sorted(pkgutil.iter_modules(list(paths)), key=lambda info: info.name):
-        name = f"{package}.{info.name}"
-        spec = None if info.ispkg else info.module_finder.find_spec(name)  # type: ignore[call-arg]
-        if spec is None or not str(spec.origin).endswith(".py"):
+        spec = None if info.ispkg else info.module_finder.find_spec(f"{package}.{info.name}")  # type: ignore[call-arg]
+        if spec is not None and str(spec.origin).endswith(".py"):
+            files[f"{package}.{info.name}"] = Path(str(spec.origin))
+    sources = {name: path.read_text() for name, path in files.items()}
+    trees: dict[str, ast.Module] = {}
+
+    def tree_of(name: str) -> ast.Module:
+        if name not in trees:
+            trees[name] = ast.parse(sources[name], str(files[name]))
+        return trees[name]
+
+    found, owner, shared_by = Found(), {}, {}
+    methods = []
+    for name, path in files.items():
+        if "KIND" not in sources[name] and "SHARED_SECTION" not in sources[name]:  # most helpers: not parsed
             continue
-        path = Path(str(spec.origin))
-        source = path.read_text()
-        if "KIND" not in source and "SHARED_SECTION" not in source:  # most helper modules: no parse
-            continue
-        tree = ast.parse(source, str(path))
         module, namespace = sys.modules.get(name), None
-        for item in _declarations(tree, path):
+        for item in _declarations(tree_of(name), path):
             if item.label in owner:
                 raise _problem(path, f"'{item.label}' is declared again (first in {owner[item.label]})")
             owner[item.label] = path
@@ -205,7 +222,7 @@ def scan(paths: Iterable[str], package: str) -> Found:
             if item.model is not None:
                 model = getattr(module, item.model, None)  # imported already (or far enough)
                 if model is None:  # build it from the source
-                    namespace = namespace or _build_settings(name, path, _settings_part(tree))
+                    namespace = namespace or _build_settings(name, path, _settings_part(tree_of(name)))
                     model = namespace.get(item.model)
                 base = MethodParams if item.is_method else Section
                 if not (isinstance(model, type) and issubclass(model, base)):
@@ -213,7 +230,22 @@ def scan(paths: Iterable[str], package: str) -> Found:
                                          f"{', '.join(LIGHT_IMPORTS[1:])} and literal constants only")
                 found.sections[item.label] = model
             if item.is_method:
-                found.methods[item.label] = MethodEntry(item.label, name, item.cls, model, path)
+                methods.append((item, name, model, path))
+            else:
+                shared_by[(name, item.cls)] = item.label
+
+    def inherited(module: str, cls: str, seen: set[tuple[str, str]]) -> list[str]:
+        """The shared sections class `cls` of `module` declares or inherits (through this package's modules)."""
+        if (module, cls) in seen or module not in files:
+            return []
+        seen.add((module, cls))
+        own = [shared_by[(module, cls)]] if (module, cls) in shared_by else []
+        bases = _class_bases(tree_of(module), module).get(cls, [])
+        return own + [label for base in bases for label in inherited(*base, seen)]
+
+    for item, name, model, path in methods:
+        reads = ((item.label,) if model is not None else ()) + tuple(dict.fromkeys(inherited(name, item.cls, set())))
+        found.methods[item.label] = MethodEntry(item.label, name, item.cls, model, path, reads)
     shared = [label for label in found.sections if label not in found.methods]
     found.sections.update({label: found.sections.pop(label) for label in shared})  # each method's, then shared
     return found

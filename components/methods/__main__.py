@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from components.config import Params
-from components.methods import discover, get_method
+from components.methods import discover
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,10 +23,9 @@ def page(kind: str) -> str:
     return str(doc) if (ROOT / doc).is_file() else str(discover().methods[kind].path.relative_to(ROOT))
 
 
-def sections(kind: str) -> list[str]:
-    """The stage2 sections method `kind` reads: its own (if it has settings), then a shared one (stage2.meta)."""
-    cls = get_method(kind)
-    return [name for name in (kind if cls.PARAMS else None, cls.SHARED_SECTION) if name]
+def sections(kind: str) -> tuple[str, ...]:
+    """The stage2 sections method `kind` reads: its own (if it has settings), then shared ones (stage2.meta)."""
+    return discover().methods[kind].reads
 
 
 def _scalar(value: object) -> str:
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         print(describe(args.kind))
         return
     for kind in discover().methods:
-        reads = ", ".join(f"stage2.{name}" for name in sections(kind)) or "no section of its own"
+        reads = ", ".join(f"stage2.{name}" for name in sections(kind)) or "no section"
         print(f"{kind:<14} {page(kind):<36} reads {reads}")
 
 

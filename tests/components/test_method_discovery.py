@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import METHOD_NAMES, TRUSTED_SPLIT_METHODS, Params, Stage2Params
+from components.config import METHOD_NAMES, METHOD_SECTIONS, TRUSTED_SPLIT_METHODS, Params, Stage2Params
 from components.methods import REGISTRY, discover, get_method, scan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,8 @@ def test_names_registry_and_sections_come_from_the_method_classes():
             assert type(getattr(defaults, kind)) is cls.PARAMS is found.sections[kind]
         if cls.SHARED_SECTION:
             assert type(getattr(defaults, cls.SHARED_SECTION)) is cls.SHARED_PARAMS
+        # read from the source, through the class's bases, without importing it
+        assert METHOD_SECTIONS[kind] == tuple(s for s in (cls.PARAMS and kind, cls.SHARED_SECTION) if s)
     assert get_method("mwnet").SHARED_SECTION == "meta" and get_method("ido").SHARED_SECTION is None
     assert set(TRUSTED_SPLIT_METHODS) == {"metalabelnet", "mwnet"}
     assert list(Stage2Params.model_fields)[-1] == "selection"
