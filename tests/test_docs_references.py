@@ -154,7 +154,6 @@ def citations() -> list[str]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="code docstrings still cite the notes; removed in the next step")
 def test_no_citation_of_notes_outside_the_repository():
     """Cite the paper (authors, venue, section, equation) or a page of this repository instead."""
     found = citations()

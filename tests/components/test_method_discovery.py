@@ -101,7 +101,7 @@ class Toy(Stage2Method):
 
 def test_a_module_dropped_into_components_methods_is_a_method_with_its_section(tmp_path):
     shutil.copytree(ROOT / "components", tmp_path / "components", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "components/methods/toy.py").write_text(TOY)
+    (tmp_path / "components" / "methods" / "toy.py").write_text(TOY)
     out = python("""
         import sys
         from components.config import METHOD_NAMES, Params, validate_params
