@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from components.config import METHOD_NAMES, METHOD_SECTIONS  # noqa: E402  (settings models only: no torch)
 from results_render import render, update_readme  # noqa: E402
 
 SETTINGS = {  # name -> overrides of params.yaml's noise section
@@ -46,7 +47,8 @@ SETTINGS = {  # name -> overrides of params.yaml's noise section
     "pair-40": {"kind": "pairflip", "rate": 0.4},
     "instance-40": {"kind": "instance", "rate": 0.4},
 }
-METHODS = ("ce", "ido", "metalabelnet", "clidmu", "mwnet", "gce", "sce", "elr", "coteaching", "dividemix")
+METHODS = ("ce", *(m for m in METHOD_NAMES if m != "ce"))  # every registered method, CE (the baseline) first
+META_LEARNERS = tuple(m for m in METHODS if "meta" in METHOD_SECTIONS[m])  # those that read stage2.meta
 EXACT = {"meta.grad": "cheap_exact", "meta.scope": "full", "meta.interval": 1}  # the exact meta-gradient
 # name -> (method, stage2 overrides as `lnlflow stage2 --set` takes them): every method at its defaults, CLID-MU
 # with both hosts, and each meta-learner's exact variant beside its default (docs/methods/meta_step.md)
@@ -54,7 +56,7 @@ RUNS: dict[str, tuple[str, dict]] = {}
 for _method in METHODS:
     for _name, _overrides in ((_method, {}), *((("clidmu-vri", {"clidmu.host": "vri"}),) if _method == "clidmu" else ())):
         RUNS[_name] = (_method, _overrides)
-        if _method in ("metalabelnet", "mwnet", "clidmu"):
+        if _method in META_LEARNERS:
             RUNS[f"{_name}-exact"] = (_method, {**_overrides, **EXACT})
 SIZES = {  # what --quick reduces
     "full": {"seeds": [0, 1, 2], "settings": list(SETTINGS), "stage2_epochs": None, "cost_epochs": 6, "repeats": 2,
@@ -76,7 +78,7 @@ ACCURACY_TABLES: dict[str, dict[str, tuple[str, dict]]] = {
         "unnormalised, base": ("mwnet", {"mwnet.normalize_weights": False, "init": "base"}),
     },
     # docs/methods/meta_step.md: every meta-learner at its default beside its exact meta-gradient, at every size
-    "meta_exact": {k: v for k, v in RUNS.items() if v[0] in ("metalabelnet", "clidmu", "mwnet")},
+    "meta_exact": {k: v for k, v in RUNS.items() if v[0] in META_LEARNERS},
     # docs/methods/meta_step.md, ablation: cheaper settings tried against the meta_exact rows
     "meta_ablation": {
         "clidmu-vri, meta.interval 2": ("clidmu", {"clidmu.host": "vri", "meta.interval": 2}),

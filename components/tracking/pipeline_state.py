@@ -10,12 +10,11 @@ from typing import Any
 
 import yaml
 
-from components.config import METHOD_NAMES, Params, read_yaml, validate_params
+from components.config import METHOD_NAMES, METHOD_SECTIONS, Params, read_yaml, validate_params
 from components.errors import LnlError, first_line
 
 PIPELINE_STAGES = ("data", "noise", "stage1", "stage2", "evaluate")
 LOGGED_SECTIONS = ("data", "noise", "model", "augment", "runtime", "stage1", "stage2", "evaluate")  # what made outputs
-META_METHODS = ("metalabelnet", "clidmu", "mwnet")  # the methods that read stage2.meta
 
 
 def _lock_stages(root: Path, *, as_dvc: bool = False) -> dict[str, Any]:
@@ -69,12 +68,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def logged_params(params: Params) -> dict[str, str]:
-    """The run's params: the sections that made the outputs, with only the active method's options (plus
-    stage2.meta for the meta-learning methods) and the label-free selection; None skipped, floats as repr."""
+    """The run's params: the sections that made the outputs, with only the stage2 sections the active method
+    reads (its own, plus stage2.meta for the meta-learners) and the label-free selection; None skipped, floats as repr."""
     method = params.stage2.method
-    inactive = {name for name in (*METHOD_NAMES, "meta") if name != method}
-    if method in META_METHODS:
-        inactive.discard("meta")
+    inactive = {name for kind in METHOD_NAMES for name in METHOD_SECTIONS[kind]} - set(METHOD_SECTIONS[method])
     data = params.model_dump(mode="json", include=set(LOGGED_SECTIONS))
     data["stage2"] = {key: value for key, value in data["stage2"].items() if key not in inactive}
     return {key: repr(value) if isinstance(value, float) else str(value)
