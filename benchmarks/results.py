@@ -14,7 +14,7 @@ taken within its repeat.
 Each table is written as benchmarks/results/<table>.json (rows for machines, see results_render.py) and .md
 (rendered from the JSON for people); quick runs write under benchmarks/results/quick/. The results pages
 include the .md files as they are (pymdownx.snippets); a full run then copies the ones the README shows into it,
-between `<!-- results:<table> -->` markers (tests/test_results_tables.py keeps the copies identical).
+between `<!-- results:<table> -->` markers (tests/project/test_results_tables.py keeps the copies identical).
 """
 
 from __future__ import annotations

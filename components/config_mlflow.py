@@ -3,7 +3,7 @@ params.yaml is read, not after the training when MLflow would refuse them.
 
 The limits are the installed MLflow's: `mlflow.utils.validation` (MAX_EXPERIMENT_NAME_LENGTH = 500;
 `_validate_model_name`: no '/' or ':', and no name that reads as a path, such as '.', '..' or '..x') and its SQL
-schema (`registered_models.name` is a VARCHAR(256)). tests/components/test_config_mlflow.py compares them with the
+schema (`registered_models.name` is a VARCHAR(256)). tests/unit/test_config_mlflow.py compares them with the
 installed package; importing MLflow here would cost seconds on every read of params.yaml.
 """
 

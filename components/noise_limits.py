@@ -12,7 +12,7 @@ or worse). Checked when params.yaml is read where the source fixes the class cou
 
 The transition matrices are those of components/noise/generators.py (Patrini et al., CVPR 2017, "Making deep neural
 networks robust to label noise: a loss correction approach", §2: T = (1 - r)I + r/(C-1)(11ᵀ - I) for the exclusive
-case); tests/components/test_noise_limits.py checks the limits against the generated labels.
+case); tests/unit/test_noise_limits.py checks the limits against the generated labels.
 """
 
 from __future__ import annotations
