@@ -1,7 +1,7 @@
 """References between the repository's documents stay valid, and none points outside the repository.
 
-Scanned: README.md, docs/**/*.md, presets/*.yaml, params.yaml and every .py under components/, flows/, benchmarks/
-and tests/. In all of them, a path `docs/…` (optionally with `#anchor`) must name an existing file or folder, and a
+Scanned: README.md, docs/**/*.md, presets/*.yaml, params.yaml, pyproject.toml, the Makefile, the dvc.yaml files,
+mkdocs.yml, .ci/run and every .py, .sh, .html and .js under components/, flows/, benchmarks/ and tests/. In all of them, a path `docs/…` (optionally with `#anchor`) must name an existing file or folder, and a
 path to a file of the code (`components/….py`, `flows/…`, `benchmarks/…`, `presets/….yaml`, `tests/…`) an existing file; in the
 markdown files, every relative link `](target)` and every snippet include `--8<-- "path"` must name an existing
 file, and an `#anchor` into a markdown file must match one of its headings (slugged as the docs site slugs them, or
@@ -40,9 +40,11 @@ NOTES = re.compile(r"\b(architecture|ido|metalabelnet|clidmu|baselines|noise|sta
 
 def scanned_files() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "params.yaml", *sorted((ROOT / "docs").rglob("*.md")),
-             *sorted((ROOT / "presets").glob("*.yaml"))]
+             *sorted((ROOT / "presets").glob("*.yaml")),
+             *(ROOT / name for name in ("pyproject.toml", "Makefile", "dvc.yaml", "compare/dvc.yaml", "mkdocs.yml",
+                                        ".ci/run") if (ROOT / name).is_file())]
     for folder in ("components", "flows", "benchmarks", "tests"):
-        files += sorted((ROOT / folder).rglob("*.py"))
+        files += sorted(p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".sh", ".html", ".js"))
     return files
 
 
