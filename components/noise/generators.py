@@ -191,7 +191,8 @@ def _classmap(req: _Request, rng: np.random.Generator) -> _Generated:
 
 
 def _instance(req: _Request, rng: np.random.Generator) -> _Generated:
-    """Part-dependent noise (Xia et al. 2020), noise.md section 4, with a local RNG.
+    """Instance-dependent noise (Xia et al., "Part-dependent label noise", NeurIPS 2020;
+    docs/parameters.md#noise-kinds), with a local RNG.
 
     Draw order (fixed): q (N truncated normals), u (N uniforms), then W[c] (d x C) for c = 0..C-1.
     """

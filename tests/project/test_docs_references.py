@@ -35,7 +35,10 @@ EXPLICIT_ID = re.compile(r"\{[^}]*#([\w-]+)[^}]*\}\s*$")
 SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 # Notes that were never part of the repository: the team's private design documents, cited as `ido.md §3.3`,
 # `specs/…` or a bare `spec §4.8`.
-NOTES = re.compile(r"\b(architecture|ido|metalabelnet|clidmu|baselines|noise|stack)\.md\s*§|specs/|\bspecs?\s*§")
+NOTES = re.compile(r"\b(architecture|ido|metalabelnet|clidmu|baselines|noise|stack)\.md,?\s*(?:§|sections?\b)"
+                   r"|specs/|\bspecs?\s*§")
+# outside markdown (where `noise.md` may be a sibling page), a bare note name is a citation too
+BARE_NOTE = re.compile(r"(?<![/\w.-])(architecture|ido|metalabelnet|clidmu|baselines|noise|stack)\.md\b")
 
 
 def scanned_files() -> list[Path]:
@@ -153,6 +156,8 @@ def citations() -> list[str]:
             continue  # this file names the pattern it looks for
         for number, line in enumerate(path.read_text().splitlines(), 1):
             found += [f"{rel(path)}:{number}: {m.group(0)}" for m in NOTES.finditer(line)]
+            if path.suffix != ".md":
+                found += [f"{rel(path)}:{number}: {m.group(0)}" for m in BARE_NOTE.finditer(line)]
     return found
 
 

@@ -170,7 +170,7 @@ def test_named_classmap_only_flips_sources_to_targets(name: str, sampling: str) 
 def test_named_maps_match_spec() -> None:
     assert NAMED_CLASS_MAPS["cifar10"] == {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
     assert NAMED_CLASS_MAPS["mnist"] == {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
-    blocks = NAMED_CLASS_MAPS["cifar100"]  # noise.md: a 5×5 cyclic block on [5k, 5k+5)
+    blocks = NAMED_CLASS_MAPS["cifar100"]  # the literature's CIFAR-100 map: a 5×5 cyclic block on [5k, 5k+5)
     assert [blocks[i] for i in range(10)] == [1, 2, 3, 4, 0, 6, 7, 8, 9, 5] and blocks[99] == 95
     assert all(blocks[i] // 5 == i // 5 and blocks[i] != i for i in range(100))
 
