@@ -67,6 +67,10 @@ class MetaParams(Section):
     refresh: int | None = Field(None, ge=1, description="directional: recompute the meta direction every k meta "
                                 "updates; null = the method's default")
     eps: float = Field(1e-3, gt=0, description="directional: the difference step along the meta direction / its norm")
+    direction_at: Literal["lookahead", "current"] | None = Field(
+        None, description="directional: where the meta direction v = ∇L_meta is taken: lookahead = at the virtual "
+        "step's θ̂ (as the exact gradient) | current = at θ, first order in the virtual step (skips the look-ahead's "
+        "backward); null = the method's default")
     inner_lr: float | None = Field(None, gt=0, description="virtual SGD step size; default: the current LR")
     meta_batch_size: int = Field(100, ge=2)
 
@@ -83,6 +87,7 @@ class MetaMethod(Stage2Method):
 
     DEFAULT_SCOPE = "full"
     DEFAULT_INTERVAL = 1
+    DEFAULT_DIRECTION_AT = "lookahead"
     DEFAULT_REFRESH = 8  # directional: meta updates between two meta directions (docs/methods/meta_step.md)
     STATE_SKIP = Stage2Method.STATE_SKIP + ("meta_step",)  # references to the model and φ only
 
@@ -96,7 +101,8 @@ class MetaMethod(Stage2Method):
         self.meta_optimizer = meta_optimizer
         structure = distributed.local_structure(self.net) if ctx.dist.active else None
         self.meta_step = MetaStep(self.net, phi, scope=self.scope, mode=self.meta_cfg.grad,
-                                  clone_buffers=clone_buffers, structure=structure, eps=self.meta_cfg.eps)
+                                  clone_buffers=clone_buffers, structure=structure, eps=self.meta_cfg.eps,
+                                  direction_at=self.meta_cfg.direction_at or self.DEFAULT_DIRECTION_AT)
         self.refresh = self.meta_cfg.refresh or self.DEFAULT_REFRESH
         # directional: the meta direction v, kept between refreshes (and in resume checkpoints)
         self.meta_direction = torch.zeros(self.meta_step.direction_size(), device=ctx.device) \
@@ -128,6 +134,7 @@ class MetaMethod(Stage2Method):
                           outputs: tuple[Tensor, ...] | None = None) -> None:
         """Run the meta update on this step if it falls on the `interval` cadence. `outputs`: the real forward's
         (logits, embedding) on the whole batch the inner loss reads, reused by the directional step where valid."""
+        self.meta_step.inner_grad = None  # set again only by a look-ahead on this step's `outputs`
         if self.steps % self.interval == 0:
             directional = {} if self.meta_direction is None else {
                 "direction": self.meta_direction, "refresh": self.steps % (self.interval * self.refresh) == 0}
@@ -232,6 +239,13 @@ def entropy(p: Tensor, *, norm: str, rows: int | None = None) -> Tensor:
 def _norm_count(p: Tensor, norm: str, rows: int | None) -> int:
     rows = p.shape[0] if rows is None else rows
     return rows * p.shape[1] if norm == "BC" else rows
+
+
+def reuse_gradient(loss: Tensor, grads: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """`loss`'s value, with a backward that writes the already computed ∇loss (`grads`: (parameter, gradient)
+    pairs covering every parameter `loss` reaches) instead of running through the network again."""
+    surrogate = sum((p * g.detach()).sum() for p, g in grads)
+    return loss.detach() + surrogate - surrogate.detach()
 
 
 def out_features(model: nn.Module) -> int:

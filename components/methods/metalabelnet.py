@@ -26,9 +26,11 @@ from components.methods.meta_common import (
     entropy,
     out_features,
     require_trusted_split,
+    reuse_gradient,
     soft_label_kl,
 )
 from components.training import distributed
+from components.training.loop import predict_embeddings
 from components.training.streams import stream_seed
 
 
@@ -49,6 +51,17 @@ class MetaLabelNetParams(MethodParams):
     bn_meta: Literal["clone", "shared"] = Field("clone", description="shared = official (contaminates BN stats)")
     shuffle: bool = Field(True, description="False = official fixed order, meta batch i mod M")
     feature_source: Literal["frozen_warmup", "live_classifier"] = "frozen_warmup"
+    real_labels: Literal["updated", "current"] = Field(
+        "updated", description="the soft labels of the real step: updated = the generator's after this step's meta "
+        "update (official) | current = those before it, so that the look-ahead's virtual step is the real step's "
+        "gradient and one backward serves both",
+    )
+    feature_view: Literal["unaugmented", "augmented"] | None = Field(
+        None, description="the frozen encoder's input: unaugmented = each training image as stored, encoded once "
+        "when stage two starts (the encoder is frozen, so this is a lookup) | augmented = every batch's augmented "
+        "view, encoded at every step (official); null = unaugmented with frozen_warmup, augmented with "
+        "live_classifier (which has no fixed features)",
+    )
     slp_init: Literal["default", "from_head"] = Field(
         "from_head", description="default = a fresh init (official) | from_head = a copy of the base model's head")
     warmup_end: Literal["last", "base"] = Field(
@@ -56,11 +69,20 @@ class MetaLabelNetParams(MethodParams):
         "epoch (the paper's fixed-length warm-up) | base = stage one's base model (label wave)",
     )
 
+    def encoder_view(self) -> str:
+        """The frozen encoder's input, `feature_view` with its default resolved."""
+        if self.feature_view is not None:
+            return self.feature_view
+        return "unaugmented" if self.feature_source == "frozen_warmup" else "augmented"
+
     def inner_step(self, shared: float | None) -> float:
         """The virtual step: alpha_inner or stage2.meta.inner_lr (whichever is set; they must agree), else 1."""
         return self.alpha_inner if self.alpha_inner is not None else shared if shared is not None else 1.0
 
     def check(self, stage2: Any) -> None:
+        if self.feature_view == "unaugmented" and self.feature_source == "live_classifier":
+            raise ValueError("metalabelnet.feature_view 'unaugmented' needs feature_source 'frozen_warmup': the live "
+                             "classifier's features change at every step, so there is nothing to encode once")
         mln, shared = self.alpha_inner, stage2.meta.inner_lr
         if mln is not None and shared is not None and mln != shared:
             raise ValueError(f"metalabelnet.alpha_inner ({mln}) and meta.inner_lr ({shared}) both set the virtual "
@@ -74,7 +96,8 @@ class MetaLabelNet(MetaMethod):
     PARAMS = MetaLabelNetParams  # params.yaml stage2.metalabelnet
 
     INITS = ("base",)  # the warm-up model is the classifier's start and the frozen encoder
-    STATE_SKIP = MetaMethod.STATE_SKIP + ("encoder",)  # the frozen base model (rebuilt) or the model itself
+    # the frozen base model (rebuilt) or the model itself; its features of the stored images (recomputed)
+    STATE_SKIP = MetaMethod.STATE_SKIP + ("encoder", "stored_features")
     # A fresh meta direction every step: its look-ahead step is 1, not the learning rate, so the direction belongs
     # to its batch, and reusing it collapsed training at sym-60 (docs/methods/meta_step.md, ablation).
     DEFAULT_REFRESH = 1
@@ -90,6 +113,9 @@ class MetaLabelNet(MetaMethod):
         net = distributed.unwrap(ctx.model)
         self.encoder = copy.deepcopy(net).eval().requires_grad_(False) if cfg.feature_source == "frozen_warmup" else net
         self.slp = nn.Linear(out_features(net), ctx.splits.n_classes).to(ctx.device)
+        # unaugmented view: the frozen encoder's features of every stored training image, once (N × d floats)
+        self.stored_features = predict_embeddings(self.encoder, ctx.splits.x_train) \
+            if cfg.encoder_view() == "unaugmented" else None
         if cfg.slp_init == "from_head":
             self.slp.load_state_dict(net.head.state_dict())
         optimizer = torch.optim.Adam(self.slp.parameters(), lr=cfg.slp_lr, weight_decay=cfg.slp_weight_decay)
@@ -97,6 +123,7 @@ class MetaLabelNet(MetaMethod):
         # the virtual step: metalabelnet.alpha_inner or the shared meta.inner_lr (config checks they agree),
         # else 1 as in the official code — never the classifier's learning rate
         self.inner_step = cfg.inner_step(ctx.params.stage2.meta.inner_lr)
+        self._trainable = {n: p for n, p in net.named_parameters() if p.requires_grad}
         self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
                                            seed=stream_seed(ctx.params.stage2.seed, "metalabelnet.meta_batches"),
                                            device=ctx.device, shuffle=cfg.shuffle)
@@ -115,22 +142,37 @@ class MetaLabelNet(MetaMethod):
         dist = self.ctx.dist
         x, _, mine = self.views(idx)  # the global batch (the meta step's) and this rank's rows; no noisy label
         logits, embedding = self.model(x[mine])  # the real forward, reused by the real step and the meta step
-        features = dist.split_forward(self._features, x)
+        if self.stored_features is not None:
+            features = self.stored_features[dist.global_batch(idx)]
+        else:
+            features = dist.split_forward(self._features, x)
         norm = self.cfg.loss_norm
         meta = self.meta_batches.next()
         x_meta, y_meta = self.splits.x_val[meta], self.splits.y_val[meta]
 
+        current = self.cfg.real_labels == "current"  # the real step's soft labels: before the meta update
+
         def inner(forward) -> Tensor:
             p = torch.softmax(forward(x)[0], dim=1)
-            return soft_label_kl(p, torch.softmax(self.slp(features), dim=1), norm=norm)
+            loss = soft_label_kl(p, torch.softmax(self.slp(features), dim=1), norm=norm)
+            # current labels: the virtual step is the real step (the entropy term does not depend on φ)
+            return loss + self.cfg.entropy_weight * entropy(p, norm=norm) if current else loss
 
         def meta_loss(forward) -> Tensor:
             return nn.functional.cross_entropy(forward(x_meta)[0], y_meta)
 
+        def real_loss() -> Tensor:
+            with torch.no_grad():
+                soft = torch.softmax(self.slp(features[mine]), dim=1)
+            p = torch.softmax(logits, dim=1)
+            rows = len(x)
+            return soft_label_kl(p, soft, norm=norm, rows=rows) + self.cfg.entropy_weight * entropy(
+                p, norm=norm, rows=rows)
+
+        loss = real_loss() if current else None
         self.maybe_meta_update(inner, meta_loss, lr=self.inner_step, outputs=(logits, embedding))
-        with torch.no_grad():
-            soft = torch.softmax(self.slp(features[mine]), dim=1)
-        p = torch.softmax(logits, dim=1)
-        rows = len(x)
-        loss = soft_label_kl(p, soft, norm=norm, rows=rows) + self.cfg.entropy_weight * entropy(p, norm=norm, rows=rows)
+        if loss is None:
+            loss = real_loss()
+        elif (grads := self.meta_step.inner_grad) is not None and len(grads) == len(self._trainable):
+            loss = reuse_gradient(loss, [(self._trainable[n], g) for n, g in grads.items()])
         return dist.batch_share(loss), logits

@@ -47,20 +47,29 @@ def pick_device(runtime) -> torch.device:
     return torch.device(runtime.device)
 
 
-@torch.no_grad()
 def predict_logits(model: torch.nn.Module, x: Tensor, *, batch_size: int = 2048) -> Tensor:
     """Eval-mode logits in large batches, without gradient, into one preallocated tensor (collecting the chunks'
     logits instead left small live blocks between the large freed input buffers, and the heap grew with N when
     the inputs stream from disk)."""
+    return _predict(model, x, 0, batch_size)
+
+
+def predict_embeddings(model: torch.nn.Module, x: Tensor, *, batch_size: int = 2048) -> Tensor:
+    """Eval-mode penultimate embeddings (the model's second output), as `predict_logits`."""
+    return _predict(model, x, 1, batch_size)
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, x: Tensor, output: int, batch_size: int) -> Tensor:
     was_training = model.training
     model.eval()
     out, start = torch.empty(0), 0
     for chunk in x.split(batch_size):
-        logits = model(chunk)[0].float()
+        part = model(chunk)[output].float()
         if start == 0:
-            out = torch.empty((len(x), *logits.shape[1:]), dtype=torch.float32, device=logits.device)
-        out[start:start + len(logits)] = logits
-        start += len(logits)
+            out = torch.empty((len(x), *part.shape[1:]), dtype=torch.float32, device=part.device)
+        out[start:start + len(part)] = part
+        start += len(part)
     model.train(was_training)
     return out
 

@@ -307,3 +307,59 @@ def test_mwnet_weighted_loss_values_normalised_and_not():
     assert float(plain) == pytest.approx(float((w * losses).sum() / 6), rel=1e-6)
     assert float(normed) == pytest.approx(float((w * losses).sum() / w.sum()), rel=1e-6)
     assert float(plain) != pytest.approx(float(normed), rel=1e-3)  # the sigmoid weights do not sum to the batch size
+
+
+def test_metalabelnet_encoder_reads_stored_images_once_or_every_augmented_view():
+    """unaugmented (default with the frozen encoder): the SLP reads the encoder's features of the stored images,
+    computed once and kept out of checkpoints; augmented (official): the features of this step's view."""
+    noisy = {"noise_std": 0.5}
+    idx = torch.arange(32)
+    for view in ("unaugmented", "augmented"):
+        ctx = context(blobs(n=200), {"method": "metalabelnet", "metalabelnet": {"feature_view": view}},
+                      augment=noisy, base_epochs=1)
+        method = get_method("metalabelnet")(ctx)
+        (inner, _, _), _, _ = captured_losses(method, idx)
+        stored = method.stored_features
+        assert (stored is not None) == (view == "unaugmented") and "stored_features" not in method.state_dict()
+        forward = model_forward(ctx.model)
+        with torch.no_grad():
+            p = torch.softmax(ctx.model(ctx.splits.x_train[idx])[0], 1)
+            y = torch.softmax(method.slp(method.encoder(ctx.splits.x_train[idx])[1]), 1)
+            expected = (p * (torch.log(p) - torch.log(y + 1e-10))).sum() / (32 * 4)
+            got = inner(lambda x: forward(ctx.splits.x_train[idx]))  # the inner loss's soft labels, at clean p
+        assert torch.allclose(got, expected, atol=1e-6) == (view == "unaugmented")
+    assert validate_params({"stage2": {"metalabelnet": {"feature_source": "live_classifier"}}}
+                           ).stage2.metalabelnet.encoder_view() == "augmented"
+    with pytest.raises(LnlError, match="feature_view 'unaugmented' needs feature_source 'frozen_warmup'"):
+        validate_params({"stage2": {"method": "metalabelnet", "metalabelnet": {"feature_view": "unaugmented",
+                                                     "feature_source": "live_classifier"}}})
+
+
+@pytest.mark.parametrize("interval", [1, 2])
+def test_metalabelnet_current_labels_take_the_real_step_from_the_lookahead_gradient(interval):
+    """real_labels current: the real loss is reverse CE against the soft labels from *before* the meta update, and
+    the backward of the returned loss writes exactly its gradient — from the look-ahead's backward on a meta step,
+    from an ordinary one between meta steps (interval 2)."""
+    import copy
+
+    quiet = {"noise_std": 0.0, "strong_noise_std": 0.0}
+    ctx = context(blobs(n=200), {"method": "metalabelnet", "metalabelnet": {"real_labels": "current"},
+                                 "meta": {"interval": interval}}, augment=quiet, base_epochs=1)
+    method = get_method("metalabelnet")(ctx)
+    for step in range(2):
+        idx = torch.arange(32) + 32 * step
+        model, slp = copy.deepcopy(ctx.model), copy.deepcopy(method.slp)
+        p = torch.softmax(model(ctx.splits.x_train[idx])[0], 1)
+        with torch.no_grad():
+            soft = torch.softmax(slp(method.encoder(ctx.splits.x_train[idx])[1]), 1)
+        expected = -(p * torch.log(soft + 1e-10)).sum() / (32 * 4)
+        expected.backward()
+        ctx.model.zero_grad(set_to_none=True)
+        loss, _ = method.batch_loss(idx)
+        assert (method.meta_step.inner_grad is not None) == (step % interval == 0)
+        loss.backward()
+        torch.testing.assert_close(loss, expected.detach(), rtol=1e-5, atol=1e-7)
+        for (name, got), want in zip(ctx.model.named_parameters(), model.parameters()):
+            torch.testing.assert_close(got.grad, want.grad, rtol=1e-4, atol=1e-7, msg=name)
+        assert any(not torch.equal(a, b) for a, b in zip(slp.parameters(), method.slp.parameters())) == (
+            step % interval == 0)
