@@ -67,12 +67,9 @@ class MetaParams(Section):
     refresh: int | None = Field(None, ge=1, description="directional: recompute the meta direction every k meta "
                                 "updates; null = the method's default")
     eps: float = Field(1e-3, gt=0, description="directional: the difference step along the meta direction / its norm")
-    direction_at: Literal["lookahead", "current"] | None = Field(
-        None, description="directional: where the meta direction v = ∇L_meta is taken: lookahead = at the virtual "
-        "step's θ̂ (as the exact gradient) | current = at θ, first order in the virtual step (skips the look-ahead's "
-        "backward); null = the method's default")
     inner_lr: float | None = Field(None, gt=0, description="virtual SGD step size; default: the current LR")
-    meta_batch_size: int = Field(100, ge=2)
+    meta_batch_size: int | None = Field(None, ge=2, description="images per meta batch; null = the method's default "
+                                        "(MetaLabelNet: the training batch size, as its official meta loader; else 100)")
 
 
 class MetaMethod(Stage2Method):
@@ -87,7 +84,7 @@ class MetaMethod(Stage2Method):
 
     DEFAULT_SCOPE = "full"
     DEFAULT_INTERVAL = 1
-    DEFAULT_DIRECTION_AT = "lookahead"
+    DEFAULT_META_BATCH = 100  # images per meta batch when stage2.meta.meta_batch_size is null
     DEFAULT_REFRESH = 8  # directional: meta updates between two meta directions (docs/methods/meta_step.md)
     STATE_SKIP = Stage2Method.STATE_SKIP + ("meta_step",)  # references to the model and φ only
 
@@ -97,12 +94,11 @@ class MetaMethod(Stage2Method):
         self.net = distributed.unwrap(self.model)  # the classifier (`model` is its DDP wrapper under torchrun)
         self.meta_cfg = ctx.params.stage2.meta
         self.scope = self.meta_cfg.scope or self.DEFAULT_SCOPE
-        self.interval = self.meta_cfg.interval or self.DEFAULT_INTERVAL
+        self.interval = self.meta_cfg.interval or self.default_interval()
         self.meta_optimizer = meta_optimizer
         structure = distributed.local_structure(self.net) if ctx.dist.active else None
         self.meta_step = MetaStep(self.net, phi, scope=self.scope, mode=self.meta_cfg.grad,
-                                  clone_buffers=clone_buffers, structure=structure, eps=self.meta_cfg.eps,
-                                  direction_at=self.meta_cfg.direction_at or self.DEFAULT_DIRECTION_AT)
+                                  clone_buffers=clone_buffers, structure=structure, eps=self.meta_cfg.eps)
         self.refresh = self.meta_cfg.refresh or self.DEFAULT_REFRESH
         # directional: the meta direction v, kept between refreshes (and in resume checkpoints)
         self.meta_direction = torch.zeros(self.meta_step.direction_size(), device=ctx.device) \
@@ -113,6 +109,14 @@ class MetaMethod(Stage2Method):
             self.net.__dict__.get("_compiled_call_impl") is None and \
             not any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in self.net.modules())
         self.steps = 0
+
+    def default_interval(self) -> int:
+        """Training steps per meta update when `meta.interval` is null."""
+        return self.DEFAULT_INTERVAL
+
+    def meta_batch_size(self) -> int:
+        """Images per meta batch: `meta.meta_batch_size`, else the method's default."""
+        return self.meta_cfg.meta_batch_size or self.DEFAULT_META_BATCH
 
     def views(self, idx: Tensor, *, view: str = "weak") -> tuple[Tensor, Tensor, slice]:
         """The global batch's views and noisy labels, and this rank's rows of them.
@@ -134,7 +138,6 @@ class MetaMethod(Stage2Method):
                           outputs: tuple[Tensor, ...] | None = None) -> None:
         """Run the meta update on this step if it falls on the `interval` cadence. `outputs`: the real forward's
         (logits, embedding) on the whole batch the inner loss reads, reused by the directional step where valid."""
-        self.meta_step.inner_grad = None  # set again only by a look-ahead on this step's `outputs`
         if self.steps % self.interval == 0:
             directional = {} if self.meta_direction is None else {
                 "direction": self.meta_direction, "refresh": self.steps % (self.interval * self.refresh) == 0}
@@ -239,13 +242,6 @@ def entropy(p: Tensor, *, norm: str, rows: int | None = None) -> Tensor:
 def _norm_count(p: Tensor, norm: str, rows: int | None) -> int:
     rows = p.shape[0] if rows is None else rows
     return rows * p.shape[1] if norm == "BC" else rows
-
-
-def reuse_gradient(loss: Tensor, grads: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """`loss`'s value, with a backward that writes the already computed ∇loss (`grads`: (parameter, gradient)
-    pairs covering every parameter `loss` reaches) instead of running through the network again."""
-    surrogate = sum((p * g.detach()).sum() for p, g in grads)
-    return loss.detach() + surrogate - surrogate.detach()
 
 
 def out_features(model: nn.Module) -> int:

@@ -38,7 +38,6 @@ from components.training.runtime import eager
 
 SCOPES = ("full", "last_block", "head")
 META_GRADS = ("unrolled", "cheap_exact", "directional")
-DIRECTION_AT = ("lookahead", "current")
 
 Forward = Callable[[Tensor], tuple[Tensor, Tensor]]
 LossFn = Callable[[Forward], Tensor]
@@ -122,8 +121,7 @@ class MetaStep:
     """
 
     def __init__(self, model: nn.Module, phi: list[Tensor], *, scope: str = "full", mode: str = "cheap_exact",
-                 clone_buffers: bool = True, structure: nn.Module | None = None, eps: float = 1e-3,
-                 direction_at: str = "lookahead"):
+                 clone_buffers: bool = True, structure: nn.Module | None = None, eps: float = 1e-3):
         if mode not in META_GRADS:
             raise LnlError(f"meta step: unknown meta_grad '{mode}'; choose one of {', '.join(META_GRADS)}")
         self.model = model
@@ -138,17 +136,11 @@ class MetaStep:
         if not self.names:
             raise LnlError(f"meta step: scope '{scope}' selects no trainable parameters")
         self.eps = eps  # directional: the step along v, relative to ‖v‖
-        if direction_at not in DIRECTION_AT:
-            raise LnlError(f"meta step: unknown direction_at '{direction_at}'; choose one of {', '.join(DIRECTION_AT)}")
-        self.direction_at = direction_at  # directional: v at θ̂ (lookahead) or at θ (current)
         # walked once: the model's parameters and buffers are updated in place (optimiser steps, BatchNorm,
         # load_state_dict), never replaced, and walking the module tree on every call cost ~10 % of a step
         self._params = dict(model.named_parameters())
         self._buffers = list(model.named_buffers())
         self._modules = list(model.modules())
-        # ∇_θ L_in over the virtual parameters at θ, from the caller's forward (`outputs`), kept after a look-ahead
-        # that computed it: a caller whose real loss is the inner loss takes its step from it (no second backward)
-        self.inner_grad: dict[str, Tensor] | None = None
 
     def direction_size(self) -> int:
         """Elements of v (the virtual parameters), for a caller that keeps v between refreshes."""
@@ -178,7 +170,6 @@ class MetaStep:
         outputs at θ on the inner loss's batch with their graph, from the caller's real forward (train mode, fp32,
         no dropout, one process): they stand in for the forward at θ, and their graph gives the look-ahead's
         ∇_θ L_in (kept for the caller's backward)."""
-        self.inner_grad = None
         if self.mode == "directional":
             return self._directional(inner_loss, meta_loss, lr=lr, direction=direction, refresh=refresh,
                                      outputs=outputs)
@@ -204,17 +195,11 @@ class MetaStep:
         """v = ∇_θ̂ meta_loss(θ̂), θ̂ = θ − lr·∇_θ inner_loss(θ) (first-order backwards only), flattened.
         `outputs` (with their graph to the model's parameters): g comes from the caller's forward (kept for its
         own backward) instead of a forward of its own."""
-        if self.direction_at == "current":  # first order in the virtual step: v = ∇_θ meta_loss(θ)
-            leaves = [t.clone().requires_grad_(True) for t in theta]
-            meta = meta_loss(self._forward(dict(zip(self.names, leaves))))
-            v = _zeros_for_none(torch.autograd.grad(meta, leaves, allow_unused=True), leaves)
-            return torch.cat([vk.reshape(-1) for vk in v])
         if outputs is not None:
             leaves = [self._params[n] for n in self.names]
             loss = inner_loss(lambda x: outputs)
             g = _zeros_for_none(torch.autograd.grad(loss, leaves, retain_graph=True, allow_unused=True), leaves)
             g = [gk.detach() for gk in g]
-            self.inner_grad = dict(zip(self.names, g))
         else:
             leaves = [t.clone().requires_grad_(True) for t in theta]
             g = _zeros_for_none(torch.autograd.grad(inner_loss(self._forward(dict(zip(self.names, leaves)))),

@@ -26,7 +26,6 @@ from components.methods.meta_common import (
     entropy,
     out_features,
     require_trusted_split,
-    reuse_gradient,
     soft_label_kl,
 )
 from components.training import distributed
@@ -51,11 +50,6 @@ class MetaLabelNetParams(MethodParams):
     bn_meta: Literal["clone", "shared"] = Field("clone", description="shared = official (contaminates BN stats)")
     shuffle: bool = Field(True, description="False = official fixed order, meta batch i mod M")
     feature_source: Literal["frozen_warmup", "live_classifier"] = "frozen_warmup"
-    real_labels: Literal["updated", "current"] = Field(
-        "updated", description="the soft labels of the real step: updated = the generator's after this step's meta "
-        "update (official) | current = those before it, so that the look-ahead's virtual step is the real step's "
-        "gradient and one backward serves both",
-    )
     feature_view: Literal["unaugmented", "augmented"] | None = Field(
         None, description="the frozen encoder's input: unaugmented = each training image as stored, encoded once "
         "when stage two starts (the encoder is frozen, so this is a lookup) | augmented = every batch's augmented "
@@ -102,6 +96,10 @@ class MetaLabelNet(MetaMethod):
     # to its batch, and reusing it collapsed training at sym-60 (docs/methods/meta_step.md, ablation).
     DEFAULT_REFRESH = 1
 
+    def meta_batch_size(self) -> int:
+        """`meta.meta_batch_size`, else the training batch size: the official meta loader's."""
+        return self.meta_cfg.meta_batch_size or self.ctx.params.stage2.batch_size
+
     @classmethod
     def warmup_end(cls, params) -> str:
         return params.stage2.metalabelnet.warmup_end  # last = the paper's fixed-length warm-up (s1 epochs)
@@ -123,8 +121,7 @@ class MetaLabelNet(MetaMethod):
         # the virtual step: metalabelnet.alpha_inner or the shared meta.inner_lr (config checks they agree),
         # else 1 as in the official code — never the classifier's learning rate
         self.inner_step = cfg.inner_step(ctx.params.stage2.meta.inner_lr)
-        self._trainable = {n: p for n, p in net.named_parameters() if p.requires_grad}
-        self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
+        self.meta_batches = EndlessBatches(len(ctx.splits.y_val), self.meta_batch_size(),
                                            seed=stream_seed(ctx.params.stage2.seed, "metalabelnet.meta_batches"),
                                            device=ctx.device, shuffle=cfg.shuffle)
 
@@ -150,29 +147,17 @@ class MetaLabelNet(MetaMethod):
         meta = self.meta_batches.next()
         x_meta, y_meta = self.splits.x_val[meta], self.splits.y_val[meta]
 
-        current = self.cfg.real_labels == "current"  # the real step's soft labels: before the meta update
-
         def inner(forward) -> Tensor:
             p = torch.softmax(forward(x)[0], dim=1)
-            loss = soft_label_kl(p, torch.softmax(self.slp(features), dim=1), norm=norm)
-            # current labels: the virtual step is the real step (the entropy term does not depend on φ)
-            return loss + self.cfg.entropy_weight * entropy(p, norm=norm) if current else loss
+            return soft_label_kl(p, torch.softmax(self.slp(features), dim=1), norm=norm)
 
         def meta_loss(forward) -> Tensor:
             return nn.functional.cross_entropy(forward(x_meta)[0], y_meta)
 
-        def real_loss() -> Tensor:
-            with torch.no_grad():
-                soft = torch.softmax(self.slp(features[mine]), dim=1)
-            p = torch.softmax(logits, dim=1)
-            rows = len(x)
-            return soft_label_kl(p, soft, norm=norm, rows=rows) + self.cfg.entropy_weight * entropy(
-                p, norm=norm, rows=rows)
-
-        loss = real_loss() if current else None
         self.maybe_meta_update(inner, meta_loss, lr=self.inner_step, outputs=(logits, embedding))
-        if loss is None:
-            loss = real_loss()
-        elif (grads := self.meta_step.inner_grad) is not None and len(grads) == len(self._trainable):
-            loss = reuse_gradient(loss, [(self._trainable[n], g) for n, g in grads.items()])
+        with torch.no_grad():
+            soft = torch.softmax(self.slp(features[mine]), dim=1)
+        p = torch.softmax(logits, dim=1)
+        rows = len(x)
+        loss = soft_label_kl(p, soft, norm=norm, rows=rows) + self.cfg.entropy_weight * entropy(p, norm=norm, rows=rows)
         return dist.batch_share(loss), logits

@@ -53,7 +53,7 @@ class MWNet(MetaMethod):
         phi = list(self.wnet.parameters())
         optimizer = make_meta_optimizer(cfg.meta_optimizer, phi, lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay)
         super().__init__(ctx, phi, optimizer)
-        self.meta_batches = EndlessBatches(len(ctx.splits.y_val), ctx.params.stage2.meta.meta_batch_size,
+        self.meta_batches = EndlessBatches(len(ctx.splits.y_val), self.meta_batch_size(),
                                            seed=stream_seed(ctx.params.stage2.seed, "mwnet.meta_batches"), device=ctx.device)
 
     def batch_loss(self, idx: Tensor) -> tuple[Tensor, Tensor]:

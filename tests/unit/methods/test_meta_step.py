@@ -316,31 +316,3 @@ def test_directional_takes_the_real_forwards_outputs_in_place_of_its_own(kind, s
     torch.testing.assert_close(flat(shared), own, rtol=1e-9, atol=1e-12)
     outputs[0].sum().backward()  # the caller's own backward still runs through the kept graph
     assert all(p.grad is not None for p in host.model.parameters())
-
-
-@pytest.mark.parametrize("kind", HOSTS)
-def test_direction_at_current_is_first_order_in_the_virtual_step(kind):
-    """direction_at current: v = ∇_θ L_meta(θ), so the gradient is −lr·∂/∂φ ⟨∇_θ L_in(θ, φ), ∇_θ L_meta(θ)⟩, the
-    first-order Taylor term of L_meta(θ̂(φ)); it is not the look-ahead's gradient, and the real forward's outputs
-    give the same numbers as the step's own forward."""
-    host = Host(kind)
-    params = dict(host.model.named_parameters())
-    theta = [p.detach().clone().requires_grad_(True) for p in params.values()]
-
-    def forward(x):
-        buffers = {n: b.clone() for n, b in host.model.named_buffers()}
-        return functional_call(host.model, (dict(zip(params, theta)), buffers), (x,))
-
-    v = torch.autograd.grad(host.meta(forward), theta)
-    g = torch.autograd.grad(host.inner(forward), theta, create_graph=True)
-    dot = sum((gk * vk).sum() for gk, vk in zip(g, v))
-    expected = flat([-LR * t for t in torch.autograd.grad(dot, host.phi)])
-    own = flat(MetaStep(host.model, host.phi, mode="directional", eps=1e-6, direction_at="current").meta_gradient(
-        host.inner, host.meta, lr=LR))
-    assert (own - expected).norm() <= 1e-4 * expected.norm()
-    assert (flat(meta_grad(kind, "full", "cheap_exact")) - expected).norm() > 1e-3 * expected.norm()
-    shared = MetaStep(host.model, host.phi, mode="directional", eps=1e-6, direction_at="current").meta_gradient(
-        host.inner, host.meta, lr=LR, outputs=host.model(host.x))
-    torch.testing.assert_close(flat(shared), own, rtol=1e-9, atol=1e-12)
-    with pytest.raises(LnlError, match="unknown direction_at 'later'"):
-        MetaStep(host.model, host.phi, direction_at="later")
