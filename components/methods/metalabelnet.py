@@ -111,9 +111,12 @@ class MetaLabelNet(MetaMethod):
         net = distributed.unwrap(ctx.model)
         self.encoder = copy.deepcopy(net).eval().requires_grad_(False) if cfg.feature_source == "frozen_warmup" else net
         self.slp = nn.Linear(out_features(net), ctx.splits.n_classes).to(ctx.device)
-        # unaugmented view: the frozen encoder's features of every stored training image, once (N × d floats)
-        self.stored_features = predict_embeddings(self.encoder, ctx.splits.x_train) \
-            if cfg.encoder_view() == "unaugmented" else None
+        # unaugmented view: the frozen encoder's features of every stored training image, once (N × d floats: on
+        # the training device, or in host memory when the images stream from disk, being larger than memory)
+        streamed = not isinstance(ctx.splits.x_train, Tensor)
+        self.stored_features = predict_embeddings(
+            self.encoder, ctx.splits.x_train, out_device=torch.device("cpu") if streamed else None,
+        ) if cfg.encoder_view() == "unaugmented" else None
         if cfg.slp_init == "from_head":
             self.slp.load_state_dict(net.head.state_dict())
         optimizer = torch.optim.Adam(self.slp.parameters(), lr=cfg.slp_lr, weight_decay=cfg.slp_weight_decay)
@@ -140,7 +143,8 @@ class MetaLabelNet(MetaMethod):
         x, _, mine = self.views(idx)  # the global batch (the meta step's) and this rank's rows; no noisy label
         logits, embedding = self.model(x[mine])  # the real forward, reused by the real step and the meta step
         if self.stored_features is not None:
-            features = self.stored_features[dist.global_batch(idx)]
+            batch = dist.global_batch(idx)
+            features = self.stored_features[batch.to(self.stored_features.device)].to(batch.device, non_blocking=True)
         else:
             features = dist.split_forward(self._features, x)
         norm = self.cfg.loss_norm

@@ -54,20 +54,23 @@ def predict_logits(model: torch.nn.Module, x: Tensor, *, batch_size: int = 2048)
     return _predict(model, x, 0, batch_size)
 
 
-def predict_embeddings(model: torch.nn.Module, x: Tensor, *, batch_size: int = 2048) -> Tensor:
-    """Eval-mode penultimate embeddings (the model's second output), as `predict_logits`."""
-    return _predict(model, x, 1, batch_size)
+def predict_embeddings(model: torch.nn.Module, x: Tensor, *, batch_size: int = 2048,
+                       out_device: torch.device | None = None) -> Tensor:
+    """Eval-mode penultimate embeddings (the model's second output), as `predict_logits`; `out_device`: where the
+    result is kept (default: the model's device)."""
+    return _predict(model, x, 1, batch_size, out_device)
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, x: Tensor, output: int, batch_size: int) -> Tensor:
+def _predict(model: torch.nn.Module, x: Tensor, output: int, batch_size: int,
+             out_device: torch.device | None = None) -> Tensor:
     was_training = model.training
     model.eval()
     out, start = torch.empty(0), 0
     for chunk in x.split(batch_size):
         part = model(chunk)[output].float()
         if start == 0:
-            out = torch.empty((len(x), *part.shape[1:]), dtype=torch.float32, device=part.device)
+            out = torch.empty((len(x), *part.shape[1:]), dtype=torch.float32, device=out_device or part.device)
         out[start:start + len(part)] = part
         start += len(part)
     model.train(was_training)

@@ -120,3 +120,15 @@ def test_photos_kept_encoded_train_on_seeded_crops_decoded_per_batch(tmp_path, m
     set_params(ws / "params.yaml", runtime={"data_on_device": "always"})
     with pytest.raises(LnlError, match="always cannot hold photos kept encoded"):
         stages(["stage1"])
+
+
+def test_digits_metalabelnet_streams_to_the_same_run(tmp_path, monkeypatch):
+    """MetaLabelNet encodes every stored training image once (its frozen encoder's features, kept in host memory
+    when the images stream): the streamed run is the in-memory one."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+    set_params(ws / "params.yaml", model={"width": 4}, stage1={"epochs": 3},
+               stage2={"method": "metalabelnet", "epochs": 2})
+    runs = run_both(ws, monkeypatch)
+    assert_same(runs["always"], runs["never"])
