@@ -62,7 +62,7 @@ class ClidMu(MetaMethod):
 
     STATE_SKIP = MetaMethod.STATE_SKIP + ("meta_images",)  # a fixed seeded subset of the training images
     # The VRI rectifier (1024-512-512 units) is larger than a small classifier: a meta update every 2nd step halves
-    # its share and stays within a point of the exact gradient (docs/methods/meta_step.md, ablation)
+    # its share and stays within a point of the exact gradient (docs/methods/meta_step.md, the cost goal)
     VRI_INTERVAL = 2
 
     def default_interval(self) -> int:

@@ -75,8 +75,9 @@ class MetaParams(Section):
 class MetaMethod(Stage2Method):
     """A stage-two method with meta-parameters φ updated by a one-step look-ahead every `interval` steps.
 
-    `stage2.meta.scope` / `interval` left null take the method's `DEFAULT_SCOPE` / `DEFAULT_INTERVAL`: the
-    cheapest setting measured to stay within a point of the exact full-network, every-step one (README).
+    `stage2.meta.*` keys left null take the method's defaults (`DEFAULT_SCOPE`, `DEFAULT_REFRESH`,
+    `default_interval()`, `meta_batch_size()`): the cheapest setting measured to stay within a point of the exact
+    full-network, every-step one (docs/methods/meta_step.md).
     """
 
     SHARED_SECTION = "meta"  # params.yaml stage2.meta: read by every meta-learning method
