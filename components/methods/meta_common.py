@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from components.config.section import Section
 from components.methods.base import MethodContext, Stage2Method
 from components.methods.meta_step import MetaStep
-from components.training import distributed
+from components.training import distributed, optim
 
 
 class EndlessBatches:
@@ -48,8 +48,8 @@ def require_trusted_split(ctx: MethodContext, method: str) -> None:
 def make_meta_optimizer(kind: str, params: list[Tensor], *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """Adam or plain SGD (no momentum) for the meta-parameters."""
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+        return optim.adam(params, lr=lr, weight_decay=weight_decay)
+    return optim.sgd(params, lr=lr, weight_decay=weight_decay)
 
 
 class MetaParams(Section):

@@ -21,14 +21,38 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, LRScheduler, MultiStepLR
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused Adam/AdamW/SGD kernels run
+
+
+def fused(params: list[Tensor]) -> bool | None:
+    """True (torch's fused kernel: one pass over each parameter instead of a chain of per-tensor ops) when every
+    parameter is a floating-point tensor on the CPU or a CUDA device, else None (torch's default). Measured in
+    benchmarks/optimizer_step.py: ≈ 3× less CPU time per step for the digits CNN's AdamW, ≈ 9× for CLID-MU's VRI
+    rectifier under Adam (one thread)."""
+    ok = bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+    return True if ok else None
+
+
+def adam(params: Iterable[Tensor], *, decoupled: bool = False, **kwargs: Any) -> Optimizer:
+    """torch's Adam (AdamW when `decoupled`), fused where `fused` allows."""
+    params = list(params)
+    kind = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return kind(params, fused=fused(params), **kwargs)
+
+
+def sgd(params: Iterable[Tensor], **kwargs: Any) -> Optimizer:
+    """torch's SGD, fused where `fused` allows."""
+    params = list(params)
+    return torch.optim.SGD(params, fused=fused(params), **kwargs)
+
+
 def build_optimizer(params: Iterable[Tensor], cfg: Any) -> Optimizer:
     """The optimiser `cfg.optimizer` names, at `cfg.lr` with `cfg.weight_decay` (cfg: a stage's OptimParams)."""
     opt = cfg.optimizer
     if opt.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                               weight_decay=cfg.weight_decay)
-    kind = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
-    return kind(params, lr=cfg.lr, betas=tuple(opt.betas), weight_decay=cfg.weight_decay)
+        return sgd(params, lr=cfg.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=cfg.weight_decay)
+    return adam(params, decoupled=opt.name == "adamw", lr=cfg.lr, betas=tuple(opt.betas),
+                weight_decay=cfg.weight_decay)
 
 
 class LrSchedule:

@@ -139,7 +139,7 @@ def test_the_peer_group_gets_sgd_momentum_and_nesterov():
     group = ctx.optimizer.param_groups[1]
     assert (group["momentum"], group["nesterov"], group["weight_decay"], group["lr"]) == (0.9, True, 5e-4, 0.05)
     twin = [p.detach().clone().requires_grad_(True) for p in peer.parameters()]
-    alone = torch.optim.SGD(twin, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    alone = torch.optim.SGD(twin, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True)
     schedule = build_schedule(ctx.optimizer, ctx.params.stage2)
     for step in range(3):
         for p, q in zip(peer.parameters(), twin):
@@ -306,3 +306,27 @@ def test_selection_falls_back_to_labelfree_then_last():
     assert torch.equal(state["w"], torch.ones(1)) and (epoch, rule) == (3, "lowest_pool_clid")
     state, epoch, rule = selected_model("last", best, None, model, 5)
     assert torch.equal(state["weight"], model.weight) and (epoch, rule) == (5, "last_epoch")
+
+
+def test_fused_kernels_where_torch_has_them_and_the_same_steps_as_the_loop():
+    """CPU/CUDA floating-point parameters get torch's fused kernel; anything else the default. Fused and per-tensor
+    updates agree to rounding (benchmarks/optimizer_step.py times them)."""
+    from components.training.optim import adam, fused, sgd
+
+    assert fused(list(nn.Linear(3, 2).parameters())) is True
+    assert fused([torch.zeros(3, dtype=torch.int64)]) is None and fused([]) is None
+    assert fused([torch.zeros(3, device="meta")]) is None
+    assert build_optimizer(nn.Linear(3, 2).parameters(), Params().stage1).defaults["fused"] is True
+    for make, kind, settings in ((adam, torch.optim.AdamW, {"decoupled": True, "lr": 0.1, "weight_decay": 0.01}),
+                                 (sgd, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True})):
+        torch.manual_seed(0)
+        ours, theirs = nn.Linear(5, 3), nn.Linear(5, 3)
+        theirs.load_state_dict(ours.state_dict())
+        a = make(ours.parameters(), **settings)
+        b = kind(theirs.parameters(), **{k: v for k, v in settings.items() if k != "decoupled"})
+        for _ in range(5):
+            for p, q in zip(ours.parameters(), theirs.parameters()):
+                p.grad = q.grad = torch.randn_like(p)
+            a.step(), b.step()
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
