@@ -266,7 +266,7 @@ def test_bad_inputs_fail_before_training():
     ({"method": "metalabelnet", "meta": {"meta_batch_size": 32}}, ("full", 1, 1)),
     ({"method": "mwnet"}, ("full", 1, 8)),
     ({"method": "clidmu", "clidmu": {"meta_set_size": 100}}, ("full", 1, 8)),
-    ({"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": "vri"}}, ("full", 2, 8)),
+    ({"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": "vri"}}, ("full", 3, 8)),
     ({"method": "clidmu", "clidmu": {"meta_set_size": 100, "host": "vri"}, "meta": {"interval": 1}}, ("full", 1, 8)),
     ({"method": "clidmu", "clidmu": {"meta_set_size": 100}, "meta": {"scope": "last_block", "interval": 3,
                                                                       "refresh": 2}}, ("last_block", 3, 2)),
