@@ -124,10 +124,15 @@ def test_scoring_server_takes_raw_digits(server):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images, rows, truth = digits.images[:8], digits.data[:8], digits.target[:8]
-    direct = server.model.predict(images)  # float64 (8, 8, 8) in 0..16, as the source gives them
+    # float64 (N, 8, 8) in 0..16, as the source gives them; a model of a few epochs is right on most of 300 digits,
+    # while a wrong scale or layout would land near chance (0.1)
+    labels = server.model.predict(digits.images[:300])["label"].astype(int).to_numpy()
+    accuracy = float((labels == digits.target[:300]).mean())
+    print(f"raw digits accuracy: {accuracy:.3f}")
+    assert accuracy >= 0.7
+    images, rows = digits.images[:8], digits.data[:8]
+    direct = server.model.predict(images)
     assert list(direct.columns) == ["label", "probability", *(str(c) for c in range(10))]
-    assert (direct["label"].astype(int).to_numpy() == truth).sum() >= 6
 
     status, body = _post(server.port, images.tolist())
     assert status == 200, body
