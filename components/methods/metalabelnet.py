@@ -24,11 +24,12 @@ from components.methods.meta_common import (
     EndlessBatches,
     MetaMethod,
     entropy,
+    make_meta_optimizer,
     out_features,
     require_trusted_split,
     soft_label_kl,
 )
-from components.training import distributed, optim
+from components.training import distributed
 from components.training.loop import predict_embeddings
 from components.training.streams import stream_seed
 
@@ -119,7 +120,8 @@ class MetaLabelNet(MetaMethod):
         ) if cfg.encoder_view() == "unaugmented" else None
         if cfg.slp_init == "from_head":
             self.slp.load_state_dict(net.head.state_dict())
-        optimizer = optim.adam(self.slp.parameters(), lr=cfg.slp_lr, weight_decay=cfg.slp_weight_decay)
+        optimizer = make_meta_optimizer("adam", list(self.slp.parameters()), lr=cfg.slp_lr,
+                                        weight_decay=cfg.slp_weight_decay)
         super().__init__(ctx, list(self.slp.parameters()), optimizer, clone_buffers=cfg.bn_meta == "clone")
         # the virtual step: metalabelnet.alpha_inner or the shared meta.inner_lr (config checks they agree),
         # else 1 as in the official code — never the classifier's learning rate
