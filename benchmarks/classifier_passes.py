@@ -1,0 +1,182 @@
+"""Classifier passes per training image: how many images each stage-two method sends through the classifier per
+training image in an epoch — forwards that build a graph, forwards without one, and backwards. This is the work a
+faster kernel cannot remove; a method's CPU cost relative to CE cannot fall much below its pass count relative to
+CE's (one forward and one backward per image) unless the passes themselves get cheaper for it alone.
+
+    python benchmarks/classifier_passes.py [--epochs 2] [--runs ce metalabelnet ...] [--ablation] [--json F]
+
+Counted: a torch dispatch mode counts the images entering the classifier's first convolution (its
+forward, `aten.convolution`, split by whether autograd was recording, and its backward,
+`aten.convolution_backward`) during each epoch's batch loop and the method's own epoch work (DivideMix's division,
+mixture refits) — not during the validation/test accuracy or the label-free selection pool. Every run uses the
+project's params.yaml on digits sym-40 (seed 0) at the run's stage-two overrides, as `benchmarks/results.py` does.
+`--ablation` adds the rows of results.py's `meta_ablation` table (the cheaper
+settings tried). Counts are deterministic: one run per method is enough. `--repeats N` also times every run as
+results.py's cost table does (its own process, one thread, process CPU time per epoch, N repeats in rotated order)
+and prints each repeat's ratio to CE beside the counts. An exact variant's second-order backward runs convolutions
+without recording; they land in the middle column. Networks that are not the classifier (CLID-MU's VRI
+rectifier, MW-Net's weighting net, MetaLabelNet's generator) have no convolution and are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import results  # noqa: E402  (benchmarks/results.py: the runs and the workspace)
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = {**results.RUNS, **results.ACCURACY_TABLES["meta_ablation"]}  # name -> (method, stage2 overrides)
+DEFAULT_RUNS = ("ce", "metalabelnet", "metalabelnet-exact", "mwnet", "mwnet-exact", "clidmu", "clidmu-exact",
+                "clidmu-vri", "clidmu-vri-exact", "dividemix", "ido")
+
+
+class FirstConvCounter(TorchDispatchMode):
+    """Counts images through convolutions whose weight takes `channels` input channels (the first layer)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.active = False
+        self.counts = {"forward_graph": 0, "forward_no_graph": 0, "backward": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.active:
+            if func is torch.ops.aten.convolution.default and args[1].shape[1] == self.channels:
+                key = "forward_graph" if torch.is_grad_enabled() else "forward_no_graph"
+                self.counts[key] += args[0].shape[0]
+            elif func is torch.ops.aten.convolution_backward.default and args[2].shape[1] == self.channels:
+                self.counts["backward"] += args[0].shape[0]
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def counting_training(counter: FirstConvCounter):
+    """Counter on inside the batch loop and the method's epoch work, off for the loop's accuracy evaluations."""
+    from components.methods import discover, get_method
+    from components.methods.base import Stage2Method
+    from components.training import loop
+
+    for kind in discover().methods:  # imported now, so that every method class exists to be patched
+        get_method(kind)
+
+    patched = []
+
+    def patch(owner, name, wrapper):
+        patched.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, wrapper(owner.__dict__[name]))
+
+    def training(fn):
+        def wrapper(*args, **kwargs):
+            counter.active = True
+            return fn(*args, **kwargs)
+        return wrapper
+
+    def epoch_work(fn):
+        def wrapper(*args, **kwargs):
+            counter.active = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                counter.active = False
+        return wrapper
+
+    def evaluation(fn):
+        def wrapper(*args, **kwargs):
+            counter.active = False
+            return fn(*args, **kwargs)
+        return wrapper
+
+    classes, todo = [], [Stage2Method]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    for cls in classes:
+        if "batch_loss" in cls.__dict__:
+            patch(cls, "batch_loss", training)
+        if "on_epoch_end" in cls.__dict__:
+            patch(cls, "on_epoch_end", epoch_work)
+    patch(loop, "accuracy", evaluation)
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+        counter.active = False
+
+
+def count(run: str, epochs: int, channels: int) -> dict[str, int]:
+    from components.stages import stage2
+
+    method, overrides = RUNS[run]
+    counter = FirstConvCounter(channels)
+    folder = Path("outputs/passes") / run
+    with counting_training(counter), counter, contextlib.redirect_stdout(io.StringIO()):
+        stage2.main(["--method", method, "--seed", "0", "--out", str(folder), *results.set_args(overrides)])
+    shutil.rmtree(folder, ignore_errors=True)
+    return counter.counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=2, help="stage-two epochs per run (counts are per epoch)")
+    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), choices=list(results.RUNS),
+                        help="runs as benchmarks/results.py names them (CE always runs first: it is the unit)")
+    parser.add_argument("--ablation", action="store_true", help="add results.py's meta_ablation rows")
+    parser.add_argument("--repeats", type=int, default=0, help="time the runs too, this many repeats (0: counts only)")
+    parser.add_argument("--cost-epochs", type=int, default=6, help="stage-two epochs of each timed run")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    args = parser.parse_args(argv)
+    runs = ["ce", *(r for r in args.runs if r != "ce")]
+    if args.ablation:
+        runs += list(results.ACCURACY_TABLES["meta_ablation"])
+    torch.set_num_threads(1)
+    ws = results.prepare("sym-40", 0, args.epochs, "passes")
+    try:
+        channels = json.loads(Path("data/prepared/manifest.json").read_text())["input_shape"][0]
+        counts = {run: count(run, args.epochs, channels) for run in runs}
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(ws, ignore_errors=True)
+    ratios: dict[str, list[float]] = {run: [] for run in runs}
+    if args.repeats:
+        for row in results.cost_runs({run: RUNS[run] for run in runs}, args.cost_epochs, args.repeats):
+            ratios[row["method"]].append(row["cpu_ratio_to_ce"])
+    unit = counts["ce"]["forward_graph"]  # CE: one forward with a graph per training image and epoch
+    print(f"digits sym-40, seed 0, {args.epochs} stage-two epochs; images through the classifier per training "
+          f"image and epoch (CE's own: {unit // args.epochs} training images per epoch)\n")
+    print("| run | forward (recording) | forward (no graph) | backward | all / CE's | CPU × CE |")
+    print("|---|---:|---:|---:|---:|---|")
+    table = {}
+    for run, c in counts.items():
+        f, n, b = (c[k] / unit for k in ("forward_graph", "forward_no_graph", "backward"))
+        ce = counts["ce"]
+        total = (c["forward_graph"] + c["forward_no_graph"] + c["backward"]) / (
+            ce["forward_graph"] + ce["forward_no_graph"] + ce["backward"])
+        table[run] = {"forward_graph": f, "forward_no_graph": n, "backward": b, "passes_vs_ce": total,
+                      "cpu_ratio_to_ce": ratios[run]}
+        timed = " / ".join(f"{r:.2f}" for r in ratios[run]) or "—"
+        print(f"| {run} | {f:.2f} | {n:.2f} | {b:.2f} | {total:.2f} | {timed} |")
+    if args.json:
+        args.json.write_text(json.dumps({"epochs": args.epochs, "commit": results.git("rev-parse", "HEAD"),
+                                         "dirty": bool(results.git("status", "--porcelain")), "rows": table},
+                                        indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
