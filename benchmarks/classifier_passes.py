@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {run} | {f:.2f} | {n:.2f} | {b:.2f} | {total:.2f} | {timed} |")
     if args.json:
         args.json.write_text(json.dumps({"epochs": args.epochs, "commit": results.git("rev-parse", "HEAD"),
-                                         "dirty": bool(results.git("status", "--porcelain")), "rows": table},
+                                         "dirty": bool(results.git("status", "--porcelain", "--untracked-files=no")), "rows": table},
                                         indent=1) + "\n")
     return 0
 
