@@ -3,25 +3,26 @@ training image in an epoch — forwards that build a graph, forwards without one
 faster kernel cannot remove; a method's CPU cost relative to CE cannot fall much below its pass count relative to
 CE's (one forward and one backward per image) unless the passes themselves get cheaper for it alone.
 
-    python benchmarks/classifier_passes.py [--epochs 2] [--runs ce metalabelnet ...] [--ablation] [--json F]
+    python benchmarks/classifier_passes.py [--epochs 2] [--runs ce metalabelnet ...] [--ablation] [--repeats 2]
+                                           [--out-dir benchmarks/results]
 
-Counted: a torch dispatch mode counts the images entering the classifier's first convolution (its
-forward, `aten.convolution`, split by whether autograd was recording, and its backward,
-`aten.convolution_backward`) during each epoch's batch loop and the method's own epoch work (DivideMix's division,
-mixture refits) — not during the validation/test accuracy or the label-free selection pool. Every run uses the
-project's params.yaml on digits sym-40 (seed 0) at the run's stage-two overrides, as `benchmarks/results.py` does.
-`--ablation` adds the rows of results.py's `meta_ablation` table (the cheaper
-settings tried). Counts are deterministic: one run per method is enough. `--repeats N` also times every run as
-results.py's cost table does (its own process, one thread, process CPU time per epoch, N repeats in rotated order)
-and prints each repeat's ratio to CE beside the counts. An exact variant's second-order backward runs convolutions
-without recording; they land in the middle column. Networks that are not the classifier (CLID-MU's VRI
-rectifier, MW-Net's weighting net, MetaLabelNet's generator) have no convolution and are not counted.
+Counted: a torch dispatch mode counts the images entering the classifier's first convolution (its forward,
+`aten.convolution`, split by whether autograd was recording, and its backward, `aten.convolution_backward`) during
+each epoch's batch loop and the method's own epoch work (DivideMix's division, mixture refits) — not during the
+validation/test accuracy or the label-free selection pool. An exact variant's second-order backward runs
+convolutions without recording; they land in the middle column. Networks that are not the classifier (CLID-MU's
+VRI rectifier, MW-Net's weighting net, MetaLabelNet's generator) have no convolution and are not counted. Every run
+uses the project's params.yaml on digits sym-40 (seed 0) at the run's stage-two overrides, as `benchmarks/results.py`
+does; `--ablation` adds the rows of its `meta_ablation` table (the cheaper settings tried). Counts are
+deterministic: one run per method is enough. `--repeats N` also times every run as results.py's cost table does
+(its own process, one thread, process CPU time per epoch, N repeats in rotated order).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import io
 import json
 import os
@@ -131,20 +132,53 @@ def count(run: str, epochs: int, channels: int) -> dict[str, int]:
     return counter.counts
 
 
+def render(doc: dict) -> str:
+    """The table: per run, images through the classifier per training image and epoch, and CPU time × CE."""
+    m = doc["machine"]
+    lines = [
+        f"# Classifier passes per training image ({doc['started'][:10]}, digits sym-40, seed 0, torch threads 1)",
+        "",
+        f"Commit `{doc['commit'][:10]}`{' (uncommitted changes)' if doc['dirty'] else ''}, `{doc['command']}` on "
+        f"{m['cores']} × {m['cpu']}. Images entering the classifier's first convolution per training image in a "
+        f"stage-two epoch ({doc['epochs']} epochs counted; CE trains {doc['train_images']} images per epoch): "
+        "forwards with autograd recording, forwards without (an exact variant's second-order backward lands here "
+        "too) and backwards; all / CE's = their sum over CE's (one forward, one backward). The VRI rectifier, the "
+        "weighting net and the soft-label generator have no convolution and are not counted. "
+        + (f"CPU × CE: process CPU time per stage-two epoch over CE's, {doc['cost_epochs']} epochs, each repeat in "
+           "its own process with the runs in rotated order (`benchmarks/results.py`'s cost method)."
+           if doc["cost_epochs"] else "CPU × CE: not timed in this run."),
+        "",
+        "| run | forward (recording) | forward (no graph) | backward | all / CE's | CPU × CE |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for run, r in doc["rows"].items():
+        timed = " / ".join(f"{x:.2f}" for x in r["cpu_ratio_to_ce"]) or "—"
+        lines.append(f"| {run} | {r['forward_graph']:.2f} | {r['forward_no_graph']:.2f} | {r['backward']:.2f} "
+                     f"| {r['passes_vs_ce']:.2f} | {timed} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2, help="stage-two epochs per run (counts are per epoch)")
+    parser.add_argument("--epochs", type=int, default=2, help="stage-two epochs per counted run (counts are per epoch)")
     parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), choices=list(results.RUNS),
                         help="runs as benchmarks/results.py names them (CE always runs first: it is the unit)")
     parser.add_argument("--ablation", action="store_true", help="add results.py's meta_ablation rows")
     parser.add_argument("--repeats", type=int, default=0, help="time the runs too, this many repeats (0: counts only)")
     parser.add_argument("--cost-epochs", type=int, default=6, help="stage-two epochs of each timed run")
-    parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument("--out-dir", type=Path, help="write classifier_passes.md/.json here (e.g. benchmarks/results)")
     args = parser.parse_args(argv)
+    out_dir = args.out_dir.resolve() if args.out_dir else None  # before the runs move into their workspace
     runs = ["ce", *(r for r in args.runs if r != "ce")]
     if args.ablation:
         runs += list(results.ACCURACY_TABLES["meta_ablation"])
     torch.set_num_threads(1)
+    command = " ".join(["python benchmarks/classifier_passes.py", *(argv if argv is not None else sys.argv[1:])])
+    doc = {"commit": results.git("rev-parse", "HEAD"),
+           "dirty": bool(results.git("status", "--porcelain", "--untracked-files=no")),
+           "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "command": command,
+           "machine": results.machine(), "epochs": args.epochs,
+           "cost_epochs": args.cost_epochs if args.repeats else None, "rows": {}}
     ws = results.prepare("sym-40", 0, args.epochs, "passes")
     try:
         channels = json.loads(Path("data/prepared/manifest.json").read_text())["input_shape"][0]
@@ -156,25 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats:
         for row in results.cost_runs({run: RUNS[run] for run in runs}, args.cost_epochs, args.repeats):
             ratios[row["method"]].append(row["cpu_ratio_to_ce"])
-    unit = counts["ce"]["forward_graph"]  # CE: one forward with a graph per training image and epoch
-    print(f"digits sym-40, seed 0, {args.epochs} stage-two epochs; images through the classifier per training "
-          f"image and epoch (CE's own: {unit // args.epochs} training images per epoch)\n")
-    print("| run | forward (recording) | forward (no graph) | backward | all / CE's | CPU × CE |")
-    print("|---|---:|---:|---:|---:|---|")
-    table = {}
+    ce = counts["ce"]
+    unit = ce["forward_graph"]  # CE: one forward with a graph per training image and epoch
+    doc["train_images"] = unit // args.epochs
     for run, c in counts.items():
-        f, n, b = (c[k] / unit for k in ("forward_graph", "forward_no_graph", "backward"))
-        ce = counts["ce"]
-        total = (c["forward_graph"] + c["forward_no_graph"] + c["backward"]) / (
-            ce["forward_graph"] + ce["forward_no_graph"] + ce["backward"])
-        table[run] = {"forward_graph": f, "forward_no_graph": n, "backward": b, "passes_vs_ce": total,
-                      "cpu_ratio_to_ce": ratios[run]}
-        timed = " / ".join(f"{r:.2f}" for r in ratios[run]) or "—"
-        print(f"| {run} | {f:.2f} | {n:.2f} | {b:.2f} | {total:.2f} | {timed} |")
-    if args.json:
-        args.json.write_text(json.dumps({"epochs": args.epochs, "commit": results.git("rev-parse", "HEAD"),
-                                         "dirty": bool(results.git("status", "--porcelain", "--untracked-files=no")), "rows": table},
-                                        indent=1) + "\n")
+        doc["rows"][run] = {**{k: c[k] / unit for k in ("forward_graph", "forward_no_graph", "backward")},
+                            "passes_vs_ce": sum(c.values()) / sum(ce.values()), "cpu_ratio_to_ce": ratios[run]}
+    text = render(doc)
+    if out_dir is not None:
+        from components.io import write_json, write_text
+
+        write_json(out_dir / "classifier_passes.json", doc)
+        write_text(out_dir / "classifier_passes.md", text)
+    print(text)
     return 0
 
 
