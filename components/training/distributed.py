@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +28,7 @@ from components.training.runtime import eager
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_ENV = "LNLFLOW_DIST_TIMEOUT"  # seconds a collective may wait for a missing rank (default 600)
+TEARDOWN_GRACE_S = 0.2  # shutdown(): the GIL left free for gloo's worker threads before the group goes
 
 
 @dataclass
@@ -311,14 +313,17 @@ def setup(device: torch.device) -> Distributed:
 def shutdown(*, clean: bool = True) -> None:
     """Leave the process group (at the end of a stage, also after an error: `clean=False`).
 
-    After a clean run a barrier comes first. It waits without holding the GIL until gloo's worker threads have
-    finished with every earlier collective; tearing the group down while one of them still waits for the GIL
-    (to release a gathered tensor) deadlocks the process at exit (seen with torch 2.13 on the CPU).
+    After a clean run a barrier comes first, then a short sleep: both wait without holding the GIL, so gloo's
+    worker threads can finish releasing every earlier collective's tensors. A worker still waiting for the GIL
+    (to free a gathered tensor whose Python object it owns) when the group is torn down deadlocks the rank at exit:
+    the group's destructor joins that worker while holding the GIL (seen with torch 2.13 on the CPU, rarely: the
+    barrier alone left it possible when the worker thread was descheduled past the barrier's return).
     """
     global _STATE
     if dist.is_initialized():
         if clean:
             dist.barrier()
+            time.sleep(TEARDOWN_GRACE_S)
         dist.destroy_process_group()
     _STATE = Distributed()
 

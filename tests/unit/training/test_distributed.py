@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,17 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_two_gloo_ranks_match_one_process_gradients_bn_statistics_and_gathers(tmp_path):
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    ranks = mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn",
+                               join=False)
+    deadline = time.monotonic() + 300
+    while not ranks.join(timeout=5):  # raises if a rank failed
+        if time.monotonic() > deadline:
+            alive = [p.pid for p in ranks.processes if p.is_alive()]
+            for p in ranks.processes:
+                p.kill()
+            written = sorted(f.name for f in tmp_path.glob("*.pt"))
+            pytest.fail(f"gloo ranks {alive} still running after 300 s (outputs written: {written}); a rank that "
+                        "wrote its output hung in the process group's teardown")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3)).double()
     x = torch.randn(10, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
