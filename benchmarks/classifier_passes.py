@@ -65,68 +65,44 @@ class FirstConvCounter(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def counting_training(counter: FirstConvCounter):
+def counting_training(counter: FirstConvCounter, method_cls: type):
     """Counter on inside the batch loop and the method's epoch work, off for the loop's accuracy evaluations."""
-    from components.methods import discover, get_method
-    from components.methods.base import Stage2Method
     from components.training import loop
 
-    for kind in discover().methods:  # imported now, so that every method class exists to be patched
-        get_method(kind)
-
-    patched = []
-
-    def patch(owner, name, wrapper):
-        patched.append((owner, name, owner.__dict__[name]))
-        setattr(owner, name, wrapper(owner.__dict__[name]))
-
-    def training(fn):
+    def switch(fn, on: bool, *, after: bool | None = None):
         def wrapper(*args, **kwargs):
-            counter.active = True
-            return fn(*args, **kwargs)
-        return wrapper
-
-    def epoch_work(fn):
-        def wrapper(*args, **kwargs):
-            counter.active = True
+            counter.active = on
             try:
                 return fn(*args, **kwargs)
             finally:
-                counter.active = False
+                if after is not None:
+                    counter.active = after
         return wrapper
 
-    def evaluation(fn):
-        def wrapper(*args, **kwargs):
-            counter.active = False
-            return fn(*args, **kwargs)
-        return wrapper
-
-    classes, todo = [], [Stage2Method]
-    while todo:
-        cls = todo.pop()
-        classes.append(cls)
-        todo.extend(cls.__subclasses__())
-    for cls in classes:
-        if "batch_loss" in cls.__dict__:
-            patch(cls, "batch_loss", training)
-        if "on_epoch_end" in cls.__dict__:
-            patch(cls, "on_epoch_end", epoch_work)
-    patch(loop, "accuracy", evaluation)
+    hooks = ((method_cls, "batch_loss", True, None), (method_cls, "on_epoch_end", True, False),
+             (loop, "accuracy", False, None))
+    saved = [(owner, name, vars(owner).get(name)) for owner, name, _, _ in hooks]  # None: inherited
+    for owner, name, on, after in hooks:
+        setattr(owner, name, switch(getattr(owner, name), on, after=after))
     try:
         yield
     finally:
-        for owner, name, original in reversed(patched):
-            setattr(owner, name, original)
+        for owner, name, original in saved:
+            if original is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
         counter.active = False
 
 
-def count(run: str, epochs: int, channels: int) -> dict[str, int]:
+def count(run: str, channels: int) -> dict[str, int]:
+    from components.methods import get_method
     from components.stages import stage2
 
     method, overrides = RUNS[run]
     counter = FirstConvCounter(channels)
     folder = Path("outputs/passes") / run
-    with counting_training(counter), counter, contextlib.redirect_stdout(io.StringIO()):
+    with counting_training(counter, get_method(method)), counter, contextlib.redirect_stdout(io.StringIO()):
         stage2.main(["--method", method, "--seed", "0", "--out", str(folder), *results.set_args(overrides)])
     shutil.rmtree(folder, ignore_errors=True)
     return counter.counts
@@ -182,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ws = results.prepare("sym-40", 0, args.epochs, "passes")
     try:
         channels = json.loads(Path("data/prepared/manifest.json").read_text())["input_shape"][0]
-        counts = {run: count(run, args.epochs, channels) for run in runs}
+        counts = {run: count(run, channels) for run in runs}
     finally:
         os.chdir(ROOT)
         shutil.rmtree(ws, ignore_errors=True)
